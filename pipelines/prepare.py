@@ -1,0 +1,222 @@
+"""Stage 1, prepare: audio files -> 224x224 uint8 spectrograms (+ features) in the run store.
+
+Resumable: tracks already prepared (status ok, PNG on disk) are skipped. Bad files are
+recorded against their track with a one-line reason and the batch goes on. Work runs in
+``workers`` processes; only this process writes to the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from whypop.config import Config
+from whypop.datasets import Collection, read_fma, read_folders
+from whypop.errors import InputError
+from whypop.store import PlantedRegion, RunStore, Track
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    track_id: str
+    png: bytes | None
+    error: str | None
+    duration: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    features: dict | None = None
+    seconds: float = 0.0
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def prepare_one(track_id: str, path: str, cfg: Config) -> PrepareResult:
+    """Decode one file and build its spectrogram and features; errors become a reason."""
+    from whypop import audio
+
+    start = time.perf_counter()
+    try:
+        decoded = audio.decode(path, max_seconds=cfg.audio.duration)
+        if decoded.duration < 0.05:
+            raise InputError(f"audio too short to use ({decoded.duration * 1000:.0f} ms)")
+        image = audio.spectrogram_from_samples(decoded.samples, decoded.sample_rate, cfg.audio)
+        features = None
+        if cfg.dataset.audio_features:
+            from whypop.features import compute_audio_features
+
+            features = compute_audio_features(decoded.samples, decoded.sample_rate)
+        return PrepareResult(
+            track_id, audio.encode_png(image), None, decoded.duration, decoded.sample_rate,
+            decoded.channels, features, time.perf_counter() - start,
+        )
+    except InputError as exc:
+        return PrepareResult(track_id, None, str(exc), seconds=time.perf_counter() - start)
+    except Exception as exc:  # a bug or a library failure on one file must not stop the batch
+        log.exception("preparing %s failed", track_id)
+        return PrepareResult(track_id, None, f"unexpected error: {type(exc).__name__}: {exc}"[:300])
+
+
+def collect(
+    cfg: Config, store: RunStore, audio_dir: str | Path | None, layout: str, metadata: str | Path | None,
+    demo: bool = False, progress: Progress | None = None,
+) -> Collection:
+    """Find the tracks of a collection (generating the demo first when asked)."""
+    if demo:
+        return generate_demo_collection(cfg, store, progress)
+    if audio_dir is None:
+        raise InputError("give AUDIO_DIR (or --demo)")
+    if layout == "fma":
+        if metadata is None:
+            raise InputError("the FMA layout needs --metadata DIR (the folder holding tracks.csv)")
+        return read_fma(audio_dir, metadata, cfg.dataset)
+    if layout == "folders":
+        return read_folders(audio_dir, cfg.dataset)
+    raise InputError(f"unknown layout {layout!r}: allowed are fma, folders")
+
+
+def generate_demo_collection(cfg: Config, store: RunStore, progress: Progress | None = None) -> Collection:
+    """Write the demo clips under ``<run>/audio`` and register their planted regions."""
+    from whypop.demo import generate_demo
+
+    d = cfg.demo
+    root = store.root / "audio"
+    clips = generate_demo(
+        root, genres=d.genres, clips_per_genre=d.clips_per_genre, clip_seconds=d.clip_seconds,
+        sample_rate=d.sample_rate, seed=d.seed,
+        artefact_genre=None if d.artefact_genre < 0 else d.artefact_genre,
+        artefact_share=d.artefact_share, split=d.split, progress=progress,
+    )
+    out = Collection(root.resolve())
+    regions = []
+    for clip in clips:
+        out.tracks.append(Track(clip.track_id, clip.genre, clip.split, str(Path(clip.path).resolve().relative_to(out.audio_root)), title=clip.track_id))
+        regions.extend(PlantedRegion(clip.track_id, b.kind, b.label, b.t0, b.t1, b.f0, b.f1) for b in clip.boxes)
+    store.upsert_tracks(out.tracks)
+    store.set_planted(regions)
+    return out
+
+
+def run(
+    cfg: Config,
+    store: RunStore,
+    audio_dir: str | Path | None = None,
+    layout: str = "folders",
+    metadata: str | Path | None = None,
+    workers: int | None = None,
+    demo: bool = False,
+    progress: Progress | None = None,
+    retry_failed: bool = False,
+) -> dict:
+    """Prepare every track of a collection; returns counts {ok, failed, skipped, new}."""
+    collection = collect(cfg, store, audio_dir, layout, metadata, demo=demo)
+    previous_root = store.audio_root
+    if previous_root is not None and previous_root != collection.audio_root:
+        raise InputError(
+            f"run {store.root} was prepared from {previous_root}, not {collection.audio_root}: use a new --run"
+        )
+    store.set_meta("audio_root", str(collection.audio_root))
+    store.set_meta("layout", "demo" if demo else layout)
+    store.set_meta("config", cfg.to_dict())
+    store.set_meta("prepare_warnings", collection.warnings)
+    for w in collection.warnings:
+        log.warning(w)
+    if not collection.tracks and not collection.missing:
+        raise InputError(f"no audio files found in {collection.audio_root}")
+    store.upsert_tracks(collection.tracks)
+    for t, reason in collection.missing:
+        store.record_missing(t.track_id, t.genre, t.split, t.source, reason)
+    for tid, values in collection.echonest.items():
+        store.set_features(tid, "echonest", values)
+
+    done_ids = {t.track_id for t in store.tracks(status="ok") if t.spectrogram and store.path(t.spectrogram).is_file()}
+    if not retry_failed:
+        done_ids |= {t.track_id for t in store.tracks(status="failed")}
+    todo = [t for t in collection.tracks if t.track_id not in done_ids]
+    counts = {"new": 0, "failed": 0, "skipped": len(collection.tracks) - len(todo)}
+    total = len(todo)
+    if progress:
+        progress(0, total)
+    for i, result in enumerate(_map(todo, collection.audio_root, cfg, workers), 1):
+        _record(store, result)
+        counts["new" if result.error is None else "failed"] += 1
+        if progress:
+            progress(i, total)
+    counts["ok"] = len(store.tracks(status="ok"))
+    counts["failed_total"] = len(store.tracks(status="failed"))
+    if counts["ok"] == 0:
+        raise InputError(f"nothing usable in {collection.audio_root}: every track failed (see `whypop status`)")
+    return counts
+
+
+def _map(todo: list[Track], root: Path, cfg: Config, workers: int | None) -> Iterable[PrepareResult]:
+    workers = max(1, workers or os.cpu_count() or 1)
+    jobs = [(t.track_id, str(root / t.source), cfg) for t in todo]
+    if workers == 1 or len(jobs) < 4:
+        _init_worker()
+        for job in jobs:
+            yield prepare_one(*job)
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        chunk = max(1, min(16, len(jobs) // (workers * 4)))
+        yield from pool.map(prepare_one, *zip(*jobs), chunksize=chunk)
+
+
+def _record(store: RunStore, r: PrepareResult) -> None:
+    if r.error is not None:
+        store.record_track_result(r.track_id, ok=False, error=r.error)
+        return
+    rel = f"spectrograms/{r.track_id}.png"
+    store.write_bytes_atomic(rel, r.png)
+    store.record_track_result(
+        r.track_id, ok=True, duration=r.duration, sample_rate=r.sample_rate, channels=r.channels,
+        spectrogram=rel, features={"audio": r.features} if r.features else None,
+    )
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("audio_dir", nargs="?", metavar="AUDIO_DIR", help="the audio collection")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory (created if missing)")
+    p.add_argument("--metadata", metavar="META_DIR", help="FMA metadata folder (tracks.csv, echonest.csv)")
+    p.add_argument("--layout", choices=("fma", "folders"), help="collection layout (default: fma when --metadata is given)")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (or a preset name: demo, fma_small)")
+    p.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
+    p.add_argument("--demo", action="store_true", help="generate the demo collection into the run and prepare it")
+    p.add_argument("--retry-failed", action="store_true", help="try tracks that failed before again")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
+
+
+def main(args: argparse.Namespace) -> int:
+    from whypop.cli import load_cli_config, tqdm_progress
+
+    cfg = load_cli_config(args, default="demo" if args.demo else None)
+    store = RunStore(args.run, create=True)
+    layout = args.layout or ("fma" if args.metadata else "folders")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be at least 1 (got {args.workers})")
+    with tqdm_progress("prepare", unit="clip") as progress:
+        counts = run(cfg, store, args.audio_dir, layout, args.metadata, args.workers, args.demo, progress,
+                     retry_failed=args.retry_failed)
+    print(f"prepared {counts['new']} new, skipped {counts['skipped']} already done, {counts['failed']} failed now; "
+          f"{counts['ok']} usable, {counts['failed_total']} failed in all (`whypop status --run {args.run}`)")
+    return 0

@@ -1,0 +1,62 @@
+"""`whypop status`: what a run holds (tracks ok and failed with reasons, model, extractions, jobs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output (keys in the README)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from whypop.store import RunStore
+
+    store = RunStore(args.run)
+    st = store.status()
+    if args.json:
+        print(json.dumps(st, indent=2, sort_keys=True))
+        return 0
+    print(format_status(st))
+    return 0
+
+
+def format_status(st: dict) -> str:
+    t = st["tracks"]
+    lines = [f"run {st['run']}", f"  tracks: {t['ok']} ok, {t['failed']} failed, {t['pending']} pending (of {t['total']})"]
+    for genre, splits in sorted(t["per_genre"].items()):
+        lines.append(f"    {genre}: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())))
+    for f in t["failures"][:50]:
+        lines.append(f"    failed {f['track_id']} ({f['source']}): {f['error']}")
+    if len(t["failures"]) > 50:
+        lines.append(f"    ... and {len(t['failures']) - 50} more failures (see --json)")
+    if st["planted_regions"]:
+        lines.append(f"  planted regions (demo ground truth): {st['planted_regions']}")
+    feats = st["features"]
+    lines.append("  features: " + (", ".join(f"{k} for {v} tracks" for k, v in sorted(feats.items())) or "none"))
+    m = st["model"]
+    if m is None:
+        lines.append("  model: none (run `whypop train`)")
+    else:
+        metrics = m["metrics"] or {}
+        acc = ", ".join(f"{k} {v:.1%}" for k, v in (metrics.get("accuracy") or {}).items())
+        lines.append(f"  model {m['model_id']}: {m['arch']} ({m['origin']}){'; accuracy ' + acc if acc else ''}")
+        for note in metrics.get("notes", []):
+            lines.append(f"    {note}")
+    for e in st["extractions"]:
+        line = f"  extraction {e['extraction_id']}: {e['status']}, {e['concepts']} concepts"
+        if e.get("error"):
+            line += f" ({e['error']})"
+        lines.append(line)
+        for genre, g in sorted(((e.get("summary") or {}).get("genres") or {}).items()):
+            if g.get("overlap") is not None:
+                lines.append(
+                    f"    {genre}: top concept overlaps planted signature {g['overlap']:.2f} "
+                    f"(chance {g['chance']:.2f})"
+                )
+    for j in st["jobs"][-10:]:
+        lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {j.get('stage') or ''} {j.get('error') or ''}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""The ``whypop`` command: one subcommand per stage, each living in ``pipelines/``.
+
+Heavy libraries (torch, dash) are imported only by the subcommand that needs them, so
+``whypop --help`` and ``whypop status`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import sys
+from typing import Callable, Iterator
+
+from whypop import __version__
+from whypop.errors import WhypopError
+
+# subcommand -> (module with add_arguments/main, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("pipelines.prepare", "audio files -> spectrograms and features in a run store"),
+    "train": ("pipelines.train", "train (or import) the genre classifier"),
+    "extract": ("pipelines.extract", "discover concepts with ACE and score them with TCAV"),
+    "serve": ("pipelines.serve", "serve the dashboard for a run"),
+    "demo": ("pipelines.demo", "the whole system on the synthetic demo, then the dashboard"),
+    "status": ("pipelines.status", "what a run holds: tracks, failures, model, extractions, jobs"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="whypop", description="Explain how a deep network classifies music (ACE concepts, TCAV, dashboard)."
+    )
+    parser.add_argument("--version", action="version", version=f"whypop {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue  # a stage not installed in this build
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.main(args) or 0)
+    except WhypopError as exc:
+        print(f"whypop {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"whypop {args.command}: interrupted (finished work is kept; run it again to resume)", file=sys.stderr)
+        return 130
+
+
+def load_cli_config(args: argparse.Namespace, default: str | None = None, store=None):
+    """The run's configuration: defaults < stored run config < --config < --set overrides."""
+    from whypop.config import Config, load_config, merge, parse_overrides
+
+    files = [getattr(args, "config", None) or (None if store is not None and store.get_meta("config") else default)]
+    cfg = load_config(*files, overrides=None)
+    if store is not None and store.get_meta("config") and not getattr(args, "config", None):
+        cfg = merge(Config(), store.get_meta("config"), origin="stored config")
+    overrides = parse_overrides(getattr(args, "set", []) or [])
+    return merge(cfg, overrides, origin="--set").validate() if overrides else cfg.validate()
+
+
+@contextlib.contextmanager
+def tqdm_progress(desc: str, unit: str = "it") -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.n = done
+        bar.refresh() if done >= total else bar.update(0)
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

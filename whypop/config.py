@@ -1,0 +1,348 @@
+"""Typed configuration: one frozen dataclass per stage, loaded from TOML.
+
+The dataclass defaults are the thesis settings (``config/default.toml`` mirrors them and a
+test keeps the two equal). A run's resolved configuration is saved in its store, so a
+run is reproducible from what it holds. Precedence, lowest first: defaults, the TOML
+files given, ``section.key=value`` overrides (CLI flags and the ``WHYPOP_CONFIG``
+environment variable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, get_type_hints
+
+from whypop.errors import ConfigError
+
+REPO_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Audio to image: decode, mono, resample, fix length, mel, dB, resize."""
+
+    sample_rate: int = 44100  # Hz
+    duration: float = 30.0  # seconds kept (padded with silence or trimmed)
+    n_fft: int = 1024
+    hop_length: int = 512
+    n_mels: int = 128
+    image_size: int = 224  # pixels, square
+    top_db: float = 80.0  # dB range mapped to 0..255 (below peak - top_db is black)
+
+    def validate(self) -> None:
+        _positive(self, "sample_rate", "duration", "n_fft", "hop_length", "n_mels", "image_size", "top_db")
+        if self.sample_rate < 4000:
+            raise ConfigError(f"audio.sample_rate={self.sample_rate} is too low (at least 4000 Hz)")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation: original + frequency band + time band + both."""
+
+    max_band: float = 0.10  # largest band, as a share of the image side
+    min_band: float = 0.03
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 0 < self.min_band <= self.max_band <= 0.10:
+            raise ConfigError(
+                f"augment bands must satisfy 0 < min_band <= max_band <= 0.10 "
+                f"(got min_band={self.min_band}, max_band={self.max_band})"
+            )
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which tracks to use and how to split collections that bring no split."""
+
+    subset: str = "small"  # FMA subset: small, medium, large, full
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # training, validation, test
+    seed: int = 0
+    max_tracks: int = 0  # 0 = all; otherwise the first N per genre (for quick trials)
+    audio_features: bool = True  # compute the audio descriptors during preparation
+
+    def validate(self) -> None:
+        if self.subset not in ("small", "medium", "large", "full"):
+            raise ConfigError(f"dataset.subset={self.subset!r}: allowed are small, medium, large, full")
+        if len(self.split) != 3 or any(s < 0 for s in self.split) or abs(sum(self.split) - 1) > 1e-6:
+            raise ConfigError(f"dataset.split={list(self.split)} must be three non-negative shares summing to 1")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The synthetic demo collection with planted concepts."""
+
+    genres: int = 4
+    clips_per_genre: int = 40
+    clip_seconds: float = 4.0
+    sample_rate: int = 22050
+    seed: int = 0
+    artefact_genre: int = 3  # index of the genre that gets silent bands; -1 for none
+    artefact_share: float = 0.7
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+    def validate(self) -> None:
+        if not 1 <= self.genres <= 8:
+            raise ConfigError(f"demo.genres={self.genres}: allowed 1..8")
+        if self.clips_per_genre < 5:
+            raise ConfigError(f"demo.clips_per_genre={self.clips_per_genre}: at least 5")
+        if self.clip_seconds < 1:
+            raise ConfigError(f"demo.clip_seconds={self.clip_seconds}: at least 1 s")
+        if not -1 <= self.artefact_genre < self.genres:
+            raise ConfigError(f"demo.artefact_genre={self.artefact_genre}: -1 (none) or 0..{self.genres - 1}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Classifier training (thesis: ResNet34, layer4 tail + fc, lr 1e-4, 4 songs x 4 augmentations)."""
+
+    arch: str = "resnet34"
+    pretrained: str = "imagenet"  # "imagenet" or "none"
+    weights_file: str = ""  # a local ImageNet state dict; empty = torch's cache
+    trainable: str = "tail"  # "tail" (layer4's last block convs + fc), "layer4", "all"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    songs_per_batch: int = 4  # each song contributes its 4 augmented images
+    epochs: int = 50
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda
+    cache: bool = True  # cache frozen-part outputs when only the tail trains
+    random_augment: bool = False  # new random bands every epoch (disables the cache)
+    num_workers: int = 2
+    label_smoothing: float = 0.0
+
+    def validate(self) -> None:
+        if self.pretrained not in ("imagenet", "none"):
+            raise ConfigError(f"train.pretrained={self.pretrained!r}: allowed are 'imagenet', 'none'")
+        if self.trainable not in ("tail", "layer4", "all"):
+            raise ConfigError(f"train.trainable={self.trainable!r}: allowed are 'tail', 'layer4', 'all'")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train.device={self.device!r}: allowed are auto, cpu, cuda")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"train.optimizer={self.optimizer!r}: allowed are adam, sgd")
+        _positive(self, "lr", "songs_per_batch", "epochs")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """ACE concept discovery with TCAV scores (thesis settings)."""
+
+    layer: str = "layer4.2.conv2"
+    discovery_images: int = 50
+    segments: tuple[int, ...] = (10, 15, 25)
+    compactness: float = 20.0  # on intensities scaled to 0..100, as SLIC on Lab
+    sigma: float = 1.0
+    n_clusters: int = 25
+    min_cluster_size: int = 40  # ACE's min_imgs: a concept needs more members than this
+    max_concept_patches: int = 40  # ACE's max_imgs: members kept per concept
+    random_experiments: int = 20
+    random_set_size: int = 50
+    patch_mode: str = "faithful"  # faithful (crop + resize) or inplace (masked full frame)
+    cav_mode: str = "fast"  # fast (batched Gram solve) or exact (sklearn SGDClassifier per pair)
+    tcav_gradient: str = "logit"  # logit (paper) or loss (reference code)
+    significance: float = 0.01  # family-wise level
+    correction: str = "holm"  # holm, bonferroni, none
+    batch_size: int = 32
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.patch_mode not in ("faithful", "inplace"):
+            raise ConfigError(f"extract.patch_mode={self.patch_mode!r}: allowed are faithful, inplace")
+        if self.cav_mode not in ("fast", "exact"):
+            raise ConfigError(f"extract.cav_mode={self.cav_mode!r}: allowed are fast, exact")
+        if self.tcav_gradient not in ("logit", "loss"):
+            raise ConfigError(f"extract.tcav_gradient={self.tcav_gradient!r}: allowed are logit, loss")
+        if self.correction not in ("holm", "bonferroni", "none"):
+            raise ConfigError(f"extract.correction={self.correction!r}: allowed are holm, bonferroni, none")
+        if not self.segments or any(s < 2 or s > 500 for s in self.segments):
+            raise ConfigError(f"extract.segments={list(self.segments)}: each must be 2..500")
+        if not 2 <= self.n_clusters <= 200:
+            raise ConfigError(f"extract.n_clusters={self.n_clusters}: allowed 2..200")
+        if not 2 <= self.random_experiments <= 500:
+            raise ConfigError(f"extract.random_experiments={self.random_experiments}: allowed 2..500")
+        if not 2 <= self.discovery_images <= 10000:
+            raise ConfigError(f"extract.discovery_images={self.discovery_images}: allowed 2..10000")
+        if not 0 < self.significance < 1:
+            raise ConfigError(f"extract.significance={self.significance}: must be in (0, 1)")
+        _positive(self, "random_set_size", "max_concept_patches", "batch_size", "compactness")
+
+
+@dataclass(frozen=True)
+class SummaryConfig:
+    """The seed's post-processing: clusters of concepts across genres, t-SNE map."""
+
+    clusters: int = 10
+    perplexity: float = 5.0
+    similar_threshold: float = 0.5  # cosine of mean CAVs above which concepts count as similar
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The dashboard."""
+
+    prefix: str = "/"
+    read_only: bool = False
+    port: int = 8050
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Config:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    summary: SummaryConfig = field(default_factory=SummaryConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def validate(self) -> "Config":
+        for f in fields(self):
+            section = getattr(self, f.name)
+            if hasattr(section, "validate"):
+                section.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def replace(self, **sections: Any) -> "Config":
+        """A copy with some sections replaced by mappings of changed keys."""
+        return merge(self, sections)
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A TOML path, or a preset name from the repository's ``config/`` (e.g. ``demo``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    preset = REPO_CONFIG_DIR / (str(name) if str(name).endswith(".toml") else f"{name}.toml")
+    if preset.is_file():
+        return preset
+    raise ConfigError(f"configuration file not found: {name} (nor a preset in {REPO_CONFIG_DIR})")
+
+
+def load_config(
+    *files: str | Path | None, overrides: Mapping[str, Any] | None = None, env: bool = True
+) -> Config:
+    """Defaults, then each TOML file, then ``WHYPOP_CONFIG`` overrides, then ``overrides``."""
+    cfg = Config()
+    for f in files:
+        if f is None:
+            continue
+        path = resolve_config_path(f)
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        cfg = merge(cfg, data, origin=str(path))
+    if env and os.environ.get("WHYPOP_CONFIG"):
+        cfg = merge(cfg, parse_overrides(os.environ["WHYPOP_CONFIG"].split(",")), origin="WHYPOP_CONFIG")
+    if overrides:
+        cfg = merge(cfg, _nest(overrides), origin="command line")
+    return cfg.validate()
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Rebuild a Config saved with ``to_dict`` (as stored in a run)."""
+    return merge(Config(), data, origin="stored config").validate()
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.epochs=3", "extract.segments=[5,10]"]`` -> nested dict (values parsed as TOML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        section, name = key.strip().split(".", 1)
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if isinstance(value, Mapping):
+            out.setdefault(key, {}).update(value)
+        else:
+            section, name = key.split(".", 1)
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+def merge(cfg: Config, data: Mapping[str, Any], origin: str = "config") -> Config:
+    """Apply a nested mapping onto a Config, checking every key and type."""
+    sections = {f.name: f for f in fields(cfg)}
+    changed: dict[str, Any] = {}
+    for name, values in data.items():
+        if name not in sections:
+            raise ConfigError(f"{origin}: unknown section [{name}] (allowed: {', '.join(sections)})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: [{name}] must be a table of settings")
+        current = changed.get(name, getattr(cfg, name))
+        changed[name] = _merge_section(current, values, f"{origin} [{name}]")
+    return dataclasses.replace(cfg, **changed)
+
+
+def _merge_section(section: Any, values: Mapping[str, Any], origin: str) -> Any:
+    hints = get_type_hints(type(section))
+    allowed = {f.name for f in fields(section)}
+    updates = {}
+    for key, value in values.items():
+        if key not in allowed:
+            raise ConfigError(f"{origin}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+        updates[key] = _coerce(value, hints[key], f"{origin} {key}")
+    return dataclasses.replace(section, **updates)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    text = str(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif text.startswith("tuple"):
+        if isinstance(value, (list, tuple)):
+            inner = float if "float" in text else int
+            try:
+                return tuple(_coerce(v, inner, where) for v in value)
+            except ConfigError:
+                pass
+    raise ConfigError(f"{where}: {value!r} is not a valid {text.replace('typing.', '')}")
+
+
+def _positive(section: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value <= 0:
+            raise ConfigError(f"{type(section).__name__.removesuffix('Config').lower()}.{name}={value}: must be > 0")

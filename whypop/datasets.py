@@ -1,0 +1,178 @@
+"""Collections of audio: FMA's layout and metadata, folder-per-genre, the demo.
+
+Each reader returns the tracks it found (with genre and split) and the problems it met
+(missing files, empty genre folders), so preparation can record every failure against
+its track and go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from whypop.audio import AUDIO_EXTENSIONS
+from whypop.config import DatasetConfig
+from whypop.errors import InputError
+from whypop.store import Track
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("training", "validation", "test")
+FMA_SUBSETS = ("small", "medium", "large")  # each includes the ones before it
+FMA_REQUIRED = {
+    ("track", "genre_top"): "track/genre_top",
+    ("set", "split"): "set/split",
+    ("set", "subset"): "set/subset",
+}
+
+
+@dataclass
+class Collection:
+    """What a reader found: tracks to prepare, tracks that failed already, warnings."""
+
+    audio_root: Path
+    tracks: list[Track] = field(default_factory=list)
+    missing: list[tuple[Track, str]] = field(default_factory=list)  # (track, reason)
+    warnings: list[str] = field(default_factory=list)
+    echonest: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+
+def safe_id(text: str) -> str:
+    """A filesystem- and URL-safe id fragment."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "track"
+
+
+# -- folder per genre ------------------------------------------------------------------
+
+
+def read_folders(audio_dir: str | Path, cfg: DatasetConfig) -> Collection:
+    """``AUDIO_DIR/<genre>/*.{mp3,ogg,flac,wav,au,aiff}`` with a seeded stratified split."""
+    root = Path(audio_dir).resolve()
+    if not root.is_dir():
+        raise InputError(f"audio directory not found: {audio_dir}")
+    out = Collection(root)
+    genre_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not genre_dirs:
+        raise InputError(f"{audio_dir} has no genre folders (expected AUDIO_DIR/<genre>/<files>)")
+    used: set[str] = set()
+    for gdir in genre_dirs:
+        files = sorted(
+            p for p in gdir.rglob("*")
+            if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
+        )
+        if not files:
+            out.warnings.append(f"genre folder {gdir.name!r} has no audio files: skipped")
+            continue
+        if cfg.max_tracks:
+            files = files[: cfg.max_tracks]
+        splits = stratified_split(len(files), cfg.split, cfg.seed, gdir.name)
+        for path, split in zip(files, splits):
+            tid = safe_id(f"{gdir.name}-{path.relative_to(gdir).with_suffix('')}")
+            base, n = tid, 1
+            while tid in used:
+                n += 1
+                tid = f"{base}-{n}"
+            used.add(tid)
+            out.tracks.append(
+                Track(tid, gdir.name, split, str(path.relative_to(root)), title=path.stem)
+            )
+    return out
+
+
+def stratified_split(n: int, shares: tuple[float, float, float], seed: int, key: str) -> list[str]:
+    """Seeded split of one genre's n items into training/validation/test by shares.
+
+    Every split with a non-zero share gets at least one item when n allows it.
+    """
+    counts = [int(round(s * n)) for s in shares]
+    for i in (1, 2):
+        if shares[i] > 0 and counts[i] == 0 and n >= 3:
+            counts[i] = 1
+    counts[0] = n - counts[1] - counts[2]
+    labels = [s for s, c in zip(SPLITS, counts) for _ in range(c)]
+    rng = np.random.default_rng([seed, sum(key.encode())])
+    order = rng.permutation(n)
+    return [labels[i] for i in np.argsort(order)]
+
+
+# -- FMA -------------------------------------------------------------------------------
+
+
+def fma_path(track_id: int) -> str:
+    """FMA's layout: track 2 is ``000/000002.mp3``."""
+    tid = f"{int(track_id):06d}"
+    return f"{tid[:3]}/{tid}.mp3"
+
+
+def read_fma(audio_dir: str | Path, meta_dir: str | Path, cfg: DatasetConfig) -> Collection:
+    """FMA audio plus ``tracks.csv`` (and ``echonest.csv`` when present), FMA's own split."""
+    import pandas as pd
+
+    root = Path(audio_dir).resolve()
+    meta = Path(meta_dir)
+    tracks_csv = meta / "tracks.csv"
+    if not root.is_dir():
+        raise InputError(f"audio directory not found: {audio_dir}")
+    if not tracks_csv.is_file():
+        raise InputError(f"FMA metadata not found: {tracks_csv} (pass --metadata DIR holding tracks.csv)")
+    try:
+        df = pd.read_csv(tracks_csv, index_col=0, header=[0, 1], low_memory=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"{tracks_csv}: not FMA's tracks.csv ({exc})") from None
+    missing_cols = [name for col, name in FMA_REQUIRED.items() if col not in df.columns]
+    if missing_cols:
+        raise InputError(f"{tracks_csv} lacks the columns {', '.join(missing_cols)} (FMA's two-row header)")
+    allowed = FMA_SUBSETS[: FMA_SUBSETS.index(cfg.subset) + 1] if cfg.subset in FMA_SUBSETS else FMA_SUBSETS
+    subset = df[("set", "subset")].astype(str)
+    genre = df[("track", "genre_top")]
+    keep = subset.isin(allowed) & genre.notna() & (genre.astype(str).str.len() > 0)
+    df = df[keep]
+    if df.empty:
+        raise InputError(f"{tracks_csv} has no tracks of subset {cfg.subset!r} with a top genre")
+    title = df[("track", "title")] if ("track", "title") in df.columns else None
+    artist = df[("artist", "name")] if ("artist", "name") in df.columns else None
+    out = Collection(root)
+    per_genre: dict[str, int] = {}
+    for tid in df.index:
+        g = str(df.at[tid, ("track", "genre_top")])
+        if cfg.max_tracks and per_genre.get(g, 0) >= cfg.max_tracks:
+            continue
+        per_genre[g] = per_genre.get(g, 0) + 1
+        split = str(df.at[tid, ("set", "split")])
+        if split not in SPLITS:
+            split = "training"
+        rel = fma_path(int(tid))
+        t = Track(
+            f"{int(tid):06d}", g, split, rel,
+            title=_text(title, tid), artist=_text(artist, tid),
+        )
+        if (root / rel).is_file():
+            out.tracks.append(t)
+        else:
+            out.missing.append((t, f"listed in tracks.csv but missing on disk: {rel}"))
+    echonest_csv = meta / "echonest.csv"
+    if echonest_csv.is_file():
+        try:
+            from whypop.features import read_echonest
+
+            en = read_echonest(echonest_csv)
+            wanted = {int(t.track_id) for t in out.tracks}
+            for tid, row in en.iterrows():
+                if int(tid) in wanted:
+                    out.echonest[f"{int(tid):06d}"] = {
+                        k: (None if pd.isna(v) else float(v)) for k, v in row.items()
+                    }
+        except InputError as exc:
+            out.warnings.append(f"echonest.csv ignored: {exc}")
+    return out
+
+
+def _text(series, tid) -> str:
+    if series is None:
+        return ""
+    value = series.get(tid)
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
