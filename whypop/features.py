@@ -15,9 +15,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Hashable, Mapping, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -41,24 +42,58 @@ class FeatureSpec:
 
 AUDIO_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("tempo", "Tempo", "BPM", "Speed of the beat, in beats per minute."),
-    FeatureSpec("loudness", "Loudness", "dB", "Average level (RMS) relative to digital full scale."),
-    FeatureSpec("brightness", "Brightness", "Hz", "Centre of mass of the spectrum: higher sounds brighter."),
-    FeatureSpec("noisiness", "Noisiness", "", "Spectral flatness: 0 for pure tones, near 1 for white noise."),
-    FeatureSpec("percussiveness", "Percussiveness", "", "Share of the energy in drums and other short hits (0..1)."),
-    FeatureSpec("bass_weight", "Bass weight", "", "Share of the spectral energy below 250 Hz (0..1)."),
+    FeatureSpec(
+        "loudness", "Loudness", "dB", "Average level (RMS) relative to digital full scale."
+    ),
+    FeatureSpec(
+        "brightness", "Brightness", "Hz", "Centre of mass of the spectrum: higher sounds brighter."
+    ),
+    FeatureSpec(
+        "noisiness", "Noisiness", "", "Spectral flatness: 0 for pure tones, near 1 for white noise."
+    ),
+    FeatureSpec(
+        "percussiveness", "Percussiveness", "",
+        "Share of the energy in drums and other short hits (0..1).",
+    ),
+    FeatureSpec(
+        "bass_weight", "Bass weight", "", "Share of the spectral energy below 250 Hz (0..1)."
+    ),
     FeatureSpec("onset_rate", "Note density", "/s", "Detected note and drum onsets per second."),
-    FeatureSpec("dynamic_range", "Dynamic range", "dB", "Spread between loud and quiet passages (95th - 10th percentile)."),
+    FeatureSpec(
+        "dynamic_range", "Dynamic range", "dB",
+        "Spread between loud and quiet passages (95th minus 10th percentile of the level).",
+    ),
 )
 
 ECHONEST_FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("acousticness", "Acousticness", "", "Echo Nest's confidence that the track is acoustic (0..1)."),
-    FeatureSpec("danceability", "Danceability", "", "Echo Nest's estimate of how suitable the track is for dancing (0..1)."),
+    FeatureSpec(
+        "acousticness", "Acousticness", "",
+        "Echo Nest's confidence that the track is acoustic (0..1).",
+    ),
+    FeatureSpec(
+        "danceability", "Danceability", "",
+        "Echo Nest's estimate of how suitable the track is for dancing (0..1).",
+    ),
     FeatureSpec("energy", "Energy", "", "Echo Nest's perceived intensity and activity (0..1)."),
-    FeatureSpec("instrumentalness", "Instrumentalness", "", "Echo Nest's confidence that the track has no vocals (0..1)."),
-    FeatureSpec("liveness", "Liveness", "", "Echo Nest's confidence that an audience is present (0..1)."),
-    FeatureSpec("speechiness", "Speechiness", "", "Echo Nest's estimate of spoken words in the track (0..1)."),
-    FeatureSpec("tempo", "Tempo (Echo Nest)", "BPM", "Echo Nest's estimate of the beat speed, in beats per minute."),
-    FeatureSpec("valence", "Valence", "", "Echo Nest's musical positiveness: high is happy, low is sad or angry (0..1)."),
+    FeatureSpec(
+        "instrumentalness", "Instrumentalness", "",
+        "Echo Nest's confidence that the track has no vocals (0..1).",
+    ),
+    FeatureSpec(
+        "liveness", "Liveness", "", "Echo Nest's confidence that an audience is present (0..1)."
+    ),
+    FeatureSpec(
+        "speechiness", "Speechiness", "",
+        "Echo Nest's estimate of spoken words in the track (0..1).",
+    ),
+    FeatureSpec(
+        "tempo", "Tempo (Echo Nest)", "BPM",
+        "Echo Nest's estimate of the beat speed, in beats per minute.",
+    ),
+    FeatureSpec(
+        "valence", "Valence", "",
+        "Echo Nest's musical positiveness: high is happy, low is sad or angry (0..1).",
+    ),
 )
 
 # Analysis grid: everything is computed from one STFT at this rate.
@@ -93,7 +128,6 @@ def compute_audio_features(y: np.ndarray, sr: int) -> dict[str, float | None]:
     if y.size == 0:
         return out
     y = y - np.float32(np.mean(y, dtype=np.float64))  # a DC offset is inaudible: leave it out
-
     mean_square = float(np.mean(np.square(y, dtype=np.float64)))
     if mean_square <= DIGITAL_SILENCE:
         return out
@@ -103,41 +137,28 @@ def compute_audio_features(y: np.ndarray, sr: int) -> dict[str, float | None]:
         return out
 
     if sr != SAMPLE_RATE:
-        y = librosa.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq").astype(np.float32)
+        y = librosa.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+        y = y.astype(np.float32, copy=False)
     if y.size < N_FFT:
         y = np.pad(y, (0, N_FFT - y.size))
-
     mag = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP, center=True))  # (bins, frames)
     frame_rms = librosa.feature.rms(y=y, frame_length=N_FFT, hop_length=HOP, center=True)[0]
     n = min(mag.shape[1], frame_rms.size)
-    mag, frame_rms = mag[:, :n], frame_rms[:n]
-    frame_db = 20.0 * np.log10(np.maximum(frame_rms, 1e-10))
+    mag, frame_db = mag[:, :n], 20.0 * np.log10(np.maximum(frame_rms[:n], 1e-10))
     active = frame_db > max(SILENCE_DB, float(frame_db.max()) - GATE_DB)
     if int(active.sum()) < MIN_ACTIVE_FRAMES:
         logger.debug("audio is (near) silent: %d active frames", int(active.sum()))
         return out
 
-    freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=N_FFT)
     power = np.square(mag, dtype=np.float32)
-    out["brightness"] = _finite(_spectral_mean(librosa.feature.spectral_centroid(S=mag, sr=SAMPLE_RATE, n_fft=N_FFT), active))
-    in_band = freqs <= FLATNESS_BAND * min(sr, SAMPLE_RATE)  # an upsampled input is empty above its Nyquist
-    out["noisiness"] = _finite(_spectral_mean(librosa.feature.spectral_flatness(S=mag[in_band], power=2.0), active))
-    out["bass_weight"] = _finite(_bass_weight(power[:, active], freqs))
-
+    out.update(_spectral_features(mag, power, active, input_sr=sr))
     if duration >= MIN_SECONDS_RHYTHM:
-        out["dynamic_range"] = _finite(float(np.percentile(frame_db[active], 95) - np.percentile(frame_db[active], 10)))
-        mel_power = _mel_basis() @ power  # (N_MELS, frames), energy-preserving bands
-        out["percussiveness"] = _finite(_percussiveness(np.sqrt(mel_power)))
-        envelope = _onset_envelope(mel_power)
-        onsets = librosa.onset.onset_detect(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=HOP, units="frames")
-        out["onset_rate"] = _finite(len(onsets) / duration)
-        if duration >= MIN_SECONDS_TEMPO:
-            out["tempo"] = _finite(_tempo(envelope))
-    return out
+        out.update(_rhythm_features(power, frame_db[active], duration))
+    return {name: None if value is None else _finite(value) for name, value in out.items()}
 
 
 def read_echonest(path: str | Path) -> pandas.DataFrame:
-    """FMA's echonest.csv -> DataFrame indexed by int track_id with the ECHONEST_FEATURES as floats."""
+    """FMA's echonest.csv -> DataFrame by int track_id, the ECHONEST_FEATURES as float columns."""
     import pandas as pd
 
     from whypop.errors import InputError
@@ -148,19 +169,25 @@ def read_echonest(path: str | Path) -> pandas.DataFrame:
     except FileNotFoundError as err:
         raise InputError(f"echonest file not found: {path}") from err
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(f"{path} is not an FMA echonest.csv (3 header rows, track_id first): {err}") from err
+        raise InputError(
+            f"{path} is not an FMA echonest.csv (3 header rows, track_id first): {err}"
+        ) from err
 
     names = [spec.name for spec in ECHONEST_FEATURES]
     wanted = [("echonest", "audio_features", name) for name in names]
-    present = {tuple(str(level) for level in col) for col in raw.columns} if raw.columns.nlevels == 3 else set()
+    present = set()
+    if raw.columns.nlevels == 3:
+        present = {tuple(str(level) for level in col) for col in raw.columns}
     missing = [name for name, col in zip(names, wanted) if col not in present]
     if missing:
         raise InputError(
-            f"{path} lacks the Echo Nest columns ('echonest', 'audio_features', name) for: {', '.join(missing)}"
+            f"{path} lacks the Echo Nest columns ('echonest', 'audio_features', <name>) for: "
+            + ", ".join(missing)
         )
 
-    table = pd.DataFrame({name: pd.to_numeric(raw[col], errors="coerce") for name, col in zip(names, wanted)})
-    table = table.astype("float64")
+    table = pd.DataFrame(
+        {name: pd.to_numeric(raw[col], errors="coerce") for name, col in zip(names, wanted)}
+    ).astype("float64")
     ids = pd.to_numeric(pd.Series(raw.index, index=raw.index), errors="coerce")
     bad_ids = ids.isna() | (ids != ids.round())
     if bad_ids.any():
@@ -169,8 +196,9 @@ def read_echonest(path: str | Path) -> pandas.DataFrame:
     table.index = pd.Index(ids[~bad_ids].astype("int64").to_numpy(), name="track_id")
     table = table.dropna(how="all")
     if table.index.has_duplicates:
-        logger.warning("%s: %d duplicate track ids, keeping the first row of each", path, int(table.index.duplicated().sum()))
-        table = table[~table.index.duplicated(keep="first")]
+        duplicated = table.index.duplicated(keep="first")
+        logger.warning("%s: %d duplicate track ids, keeping the first", path, int(duplicated.sum()))
+        table = table[~duplicated]
     return table
 
 
@@ -222,20 +250,52 @@ def _as_clean_mono(y: np.ndarray, sr: int) -> np.ndarray:
         raise InputError(f"audio must be floating point in [-1, 1], got dtype {y.dtype}")
     y = y.astype(np.float32, copy=False)
     if not np.all(np.isfinite(y)):
-        logger.warning("audio holds %d NaN/inf samples; treating them as silence", int(np.sum(~np.isfinite(y))))
+        bad = int(np.sum(~np.isfinite(y)))
+        logger.warning("audio holds %d NaN/inf samples; treating them as silence", bad)
         y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     return y
+
+
+def _spectral_features(
+    mag: np.ndarray, power: np.ndarray, active: np.ndarray, input_sr: int
+) -> dict[str, float]:
+    """Brightness, noisiness and bass weight from the STFT, averaged over non-silent frames."""
+    import librosa
+
+    freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=N_FFT)
+    centroid = librosa.feature.spectral_centroid(S=mag, sr=SAMPLE_RATE, n_fft=N_FFT)
+    in_band = freqs <= FLATNESS_BAND * min(input_sr, SAMPLE_RATE)  # upsampled: empty above Nyquist
+    flatness = librosa.feature.spectral_flatness(S=mag[in_band], power=2.0)
+    return {
+        "brightness": float(np.mean(centroid[0, active])),
+        "noisiness": float(np.mean(flatness[0, active])),
+        "bass_weight": _bass_weight(power[:, active], freqs),
+    }
+
+
+def _rhythm_features(power: np.ndarray, active_db: np.ndarray, duration: float) -> dict[str, float]:
+    """Dynamic range, percussiveness, onset rate and (for long enough audio) tempo."""
+    import librosa
+
+    mel_power = _mel_basis() @ power  # (N_MELS, frames), energy-preserving bands
+    envelope = _onset_envelope(mel_power)
+    onsets = librosa.onset.onset_detect(
+        onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=HOP, units="frames"
+    )
+    values = {
+        "dynamic_range": float(np.percentile(active_db, 95) - np.percentile(active_db, 10)),
+        "percussiveness": _percussiveness(np.sqrt(mel_power)),
+        "onset_rate": len(onsets) / duration,
+    }
+    if duration >= MIN_SECONDS_TEMPO:
+        values["tempo"] = _tempo(envelope)
+    return values
 
 
 def _finite(value: float) -> float | None:
     """The value as a float, or None when it is NaN or infinite."""
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _spectral_mean(per_frame: np.ndarray, active: np.ndarray) -> float:
-    """Mean of a (1, frames) spectral descriptor over the non-silent frames."""
-    return float(np.mean(per_frame[0, active]))
 
 
 def _bass_weight(power: np.ndarray, freqs: np.ndarray) -> float:
@@ -256,7 +316,7 @@ def _percussiveness(mag: np.ndarray) -> float:
     """
     import librosa
 
-    harmonic, percussive = librosa.decompose.hpss(mag, kernel_size=HPSS_KERNEL, power=2.0, margin=1.0)
+    harmonic, percussive = librosa.decompose.hpss(mag, kernel_size=HPSS_KERNEL, power=2.0)
     h = float(np.sum(np.square(harmonic, dtype=np.float64)))
     p = float(np.sum(np.square(percussive, dtype=np.float64)))
     if h + p <= 0.0:
@@ -266,10 +326,11 @@ def _percussiveness(mag: np.ndarray) -> float:
 
 @functools.lru_cache(maxsize=1)
 def _mel_basis() -> np.ndarray:
-    """Unnormalised mel filter bank (each band sums the power of its bins) for the analysis grid."""
+    """Unnormalised mel filter bank (each band sums the power of its bins), built once."""
     import librosa
 
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, norm=None).astype(np.float32)
+    basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, norm=None)
+    return basis.astype(np.float32)
 
 
 def _onset_envelope(mel_power: np.ndarray) -> np.ndarray:
@@ -285,7 +346,8 @@ def _tempo(envelope: np.ndarray) -> float:
     """Tempo in BPM: librosa's tempogram estimate, refined to sub-frame precision."""
     import librosa
 
-    coarse = float(librosa.feature.tempo(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=HOP)[0])
+    coarse = librosa.feature.tempo(onset_envelope=envelope, sr=SAMPLE_RATE, hop_length=HOP)
+    coarse = float(coarse[0])
     if not (math.isfinite(coarse) and coarse > 0.0):
         return math.nan
     refined = _refine_tempo(envelope, coarse)
@@ -338,6 +400,6 @@ def _refine_tempo(envelope: np.ndarray, coarse_bpm: float) -> float | None:
     refined = frames_per_minute / period
     coarse_period = frames_per_minute / coarse_bpm
     if abs(period - coarse_period) > 0.5 + 0.02 * coarse_period:  # beyond the tempogram's lag grid
-        logger.debug("tempo refinement moved too far (%.1f -> %.1f BPM); keeping the coarse value", coarse_bpm, refined)
+        logger.debug("tempo refinement went too far (%.1f -> %.1f BPM)", coarse_bpm, refined)
         return None
     return refined
