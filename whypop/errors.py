@@ -19,3 +19,7 @@ class StoreError(WhypopError):
 
 class NotFound(WhypopError):
     """An id (track, concept, extraction, job) that the store does not hold."""
+
+
+class Cancelled(WhypopError):
+    """A job was cancelled by the user; its partial results were removed."""

@@ -136,6 +136,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     pid INTEGER,
     host TEXT,
+    heartbeat REAL,                 -- last sign of life from the process running it
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
     extraction_id INTEGER
 );
 """
