@@ -13,11 +13,12 @@ silent band, either a time interval with the audio zeroed or a frequency band ze
 over the whole clip (the audio counterpart of the black augmentation bands a model
 may wrongly learn). Artefacts never overlap the signature.
 
-Levels: the background is loudness-normalised (RMS about -24 dBFS, same random spread
-for every genre); the signature is set 8-14 dB above the background's power in its
-band and segment; a ceiling then keeps peaks at or below -1 dBFS. The final gain does
-not depend on the signature unless the ceiling acts, so background level carries no
-genre information.
+Levels: the background is loudness-normalised (RMS -30 dBFS for every clip), so its
+level carries no genre information; the signature is set 8-14 dB above the
+background's power in its band (during its segment and over the whole clip, whichever
+is higher, and at least -15 dB of the background's full-band power). Peaks land
+around -11 dBFS; a ceiling scales a clip down only if it would exceed -1 dBFS (rare,
+so the gain stays independent of the genre).
 
 Determinism: each clip's random streams come from ``(seed, genre index, clip index)``,
 so the same arguments write byte-identical files, and a clip does not change when
@@ -35,21 +36,22 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import scipy.fft
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("training", "validation", "test")
 PEAK_CEILING = 10 ** (-1 / 20)  # -1 dBFS
-_BACKGROUND_RMS_DBFS = -24.0  # background loudness target (mean), dBFS
-_BACKGROUND_RMS_SPREAD = 1.5  # +- dB, uniform
+_BACKGROUND_RMS_DBFS = -30.0  # background loudness (RMS over the clip), dBFS
 _SIGNATURE_SNR_DB = (8.0, 14.0)  # signature power over background power, in its box
-_SIGNATURE_FLOOR = 1e-3  # signature power at least this share of the background's (-30 dB)
+_SIGNATURE_FLOOR = 10 ** (-15 / 10)  # signature power at least -15 dB of the background's
 _SIGNATURE_SPAN = (0.25, 0.5)  # segment length, share of the clip (1-2 s of a 4 s clip)
 _ARTEFACT_TIME_SPAN = (0.0625, 0.10)  # silent interval, share of the clip (0.25-0.4 s of 4 s)
 _ARTEFACT_MEL_SPAN = (0.08, 0.10)  # silent frequency band, share of the mel range
 _FADE = 0.010  # seconds of fade at signature edges
 _RAMP = 0.005  # seconds of ramp just outside a silent interval (no clicks)
-_GAP = 0.020  # seconds (or mel share /10) kept between artefact and signature
+_GAP_SECONDS = 0.020  # kept between a silent interval and the signature
+_GAP_MEL = 0.01  # share of the mel range kept between a silent band and the signature
 _MIN_SAMPLE_RATE = 22050  # the hats signature reaches 10.5 kHz
 
 
@@ -276,28 +278,32 @@ def _mel_fraction_to_hz(fraction: float, sample_rate: int) -> float:
 
 
 def _bandpass(x: np.ndarray, sr: int, f0: float, f1: float) -> np.ndarray:
-    """Keep only the FFT bins in [f0, f1] Hz (circular, so nothing leaves the array)."""
-    spec = np.fft.rfft(x)
-    freqs = np.fft.rfftfreq(x.size, 1 / sr)
+    """Keep only the FFT bins in [f0, f1] Hz (zero-padded to a fast length, same length out)."""
+    m = scipy.fft.next_fast_len(x.size, real=True)
+    spec = scipy.fft.rfft(x, m)
+    freqs = np.fft.rfftfreq(m, 1 / sr)
     spec[(freqs < f0) | (freqs > f1)] = 0
-    return np.fft.irfft(spec, n=x.size)
+    return scipy.fft.irfft(spec, m)[: x.size]
 
 
 def _band_power(x: np.ndarray, sr: int, f0: float, f1: float) -> float:
-    """Mean power of ``x`` within [f0, f1] Hz (Parseval, per sample)."""
-    spec = np.fft.rfft(x)
-    freqs = np.fft.rfftfreq(x.size, 1 / sr)
+    """Mean power per sample of ``x`` within [f0, f1] Hz (Parseval on the zero-padded FFT)."""
+    m = scipy.fft.next_fast_len(x.size, real=True)
+    spec = scipy.fft.rfft(x, m)
+    freqs = np.fft.rfftfreq(m, 1 / sr)
     keep = (freqs >= f0) & (freqs <= f1)
-    return float(2 * np.sum(np.abs(spec[keep]) ** 2) / x.size**2)
+    return float(2 * np.sum(np.abs(spec[keep]) ** 2) / (m * x.size))
 
 
 def _background(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """Genre-free material: coloured noise, chords and soft hits, RMS-normalised to 1."""
     t = np.arange(n) / sr
     # coloured noise (pink .. brown) above ~30 Hz, with a slow random level drift (+-6 dB)
-    freqs = np.fft.rfftfreq(n, 1 / sr)
+    m = scipy.fft.next_fast_len(n, real=True)
+    freqs = np.fft.rfftfreq(m, 1 / sr)
     shape = np.where(freqs > 30, np.maximum(freqs, 1.0) ** (-rng.uniform(0.8, 2.0) / 2), 0.0)
-    noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * shape, n=n)
+    white = rng.standard_normal((2, freqs.size))  # gaussian noise, drawn as its spectrum
+    noise = scipy.fft.irfft((white[0] + 1j * white[1]) * shape, m)[:n]
     knots = rng.uniform(-6, 6, int(n / sr * 2) + 2)
     drift = 10 ** (np.interp(t, np.linspace(0, t[-1], knots.size), knots) / 20)
     noise *= drift / np.sqrt(np.mean(noise**2) + 1e-20)
@@ -316,15 +322,17 @@ def _background(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
         chord = np.zeros(length)
         for semis in intervals:
             f = root * 2 ** (semis / 12)
-            for k in range(1, 7):
-                if k * f < sr / 2 - 500:
-                    chord += np.sin(2 * np.pi * k * f * tt + rng.uniform(0, 2 * np.pi)) / k**roll
+            step = np.exp(2j * np.pi * f * tt)  # harmonic k is step**k: no sin per harmonic
+            partial = np.ones(length, dtype=complex)
+            for k in range(1, min(7, int((sr / 2 - 500) / f) + 1)):
+                partial *= step
+                chord += (partial * np.exp(1j * rng.uniform(0, 2 * np.pi))).imag / k**roll
         attack, release = rng.uniform(0.02, 0.1), rng.uniform(0.1, 0.3)
         env = np.clip(np.minimum(tt / attack, (tt[-1] - tt) / release), 0, 1)
         chord *= env / np.sqrt(np.mean(chord**2) + 1e-20)
         bg[start : start + length] += chord * 10 ** (rng.uniform(-12, -2) / 20)
     # soft percussive hits in random bands
-    hit_len = int(0.3 * sr)
+    hit_len = scipy.fft.next_fast_len(int(0.3 * sr), real=True)
     th = np.arange(hit_len) / sr
     for _ in range(rng.integers(4, 15)):
         centre = 60 * 2 ** rng.uniform(0, math.log2(9000 / 60))
@@ -368,7 +376,7 @@ def _plant_artefact(
     seconds = n / sr
     if rng.random() < 0.5:
         width = int(round(rng.uniform(*_ARTEFACT_TIME_SPAN) * n))
-        start = int(round(_pick_interval(rng, 0.0, n, width, (signature.t0 * sr, signature.t1 * sr), _GAP * sr)))
+        start = int(round(_pick_interval(rng, 0.0, n, width, (signature.t0 * sr, signature.t1 * sr), _GAP_SECONDS * sr)))
         start = min(max(start, 0), n - width)
         r = int(_RAMP * sr)
         fall = 0.5 * (1 + np.cos(np.pi * np.arange(1, r + 1) / (r + 1)))  # just below 1 .. just above 0
@@ -379,12 +387,12 @@ def _plant_artefact(
         return PlantedBox("artefact", "silent-band", start / sr, (start + width) / sr, 0.0, sr / 2)
     width = rng.uniform(*_ARTEFACT_MEL_SPAN)
     avoid = (hz_to_mel_fraction(signature.f0, sr), hz_to_mel_fraction(signature.f1, sr))
-    m0 = _pick_interval(rng, 0.0, 1.0, width, avoid, _GAP / 2)
+    m0 = _pick_interval(rng, 0.0, 1.0, width, avoid, _GAP_MEL)
     f0, f1 = _mel_fraction_to_hz(m0, sr), _mel_fraction_to_hz(min(m0 + width, 1.0), sr)
-    spec = np.fft.rfft(audio)
+    spec = scipy.fft.rfft(audio)  # exact length: the band is zero over the whole clip
     freqs = np.fft.rfftfreq(n, 1 / sr)
     spec[(freqs >= f0) & (freqs <= f1)] = 0
-    audio[:] = np.fft.irfft(spec, n=n)
+    audio[:] = scipy.fft.irfft(spec, n)
     return PlantedBox("artefact", "silent-band", 0.0, seconds, f0, f1)
 
 
@@ -394,10 +402,15 @@ def _render_clip(
     """One clip's int16 samples and planted boxes; depends only on the arguments."""
     bg_rng, sig_rng, art_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, genre, index]).spawn(3))
     sig = _SIGNATURES[genre]
-    bg = _background(bg_rng, n, sr) * 10 ** ((_BACKGROUND_RMS_DBFS + bg_rng.uniform(-1, 1) * _BACKGROUND_RMS_SPREAD) / 20)
+    bg = _background(bg_rng, n, sr) * 10 ** (_BACKGROUND_RMS_DBFS / 20)
     start, end, x = _signature_segment(sig_rng, sig, n, sr)
     seg = bg[start:end]
-    target = max(_band_power(seg, sr, sig.f0, sig.f1), _SIGNATURE_FLOOR * float(np.mean(seg**2)))
+    # above the band's background both during the segment and over the whole clip
+    target = max(
+        _band_power(seg, sr, sig.f0, sig.f1),
+        _band_power(bg, sr, sig.f0, sig.f1),
+        _SIGNATURE_FLOOR * float(np.mean(seg**2)),
+    )
     target *= 10 ** (sig_rng.uniform(*_SIGNATURE_SNR_DB) / 10)
     audio = bg.copy()
     audio[start:end] += x * math.sqrt(target / (float(np.mean(x**2)) + 1e-30))
