@@ -18,8 +18,8 @@ from typing import Callable, Iterable
 
 from whypop.config import Config
 from whypop.datasets import Collection, read_fma, read_folders
-from whypop.errors import InputError
-from whypop.store import PlantedRegion, RunStore, Track
+from whypop.errors import ConfigError, InputError
+from whypop.store import DB_NAME, PlantedRegion, RunStore, Track
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,19 @@ class PrepareResult:
 
 
 def _init_worker() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
+    """One thread per worker process: the processes are the parallelism."""
+    import sys
 
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"  # read by torch and BLAS when they are first imported
+    torch = sys.modules.get("torch")
+    if torch is not None:  # imported before the fork: set it now
         torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
+    try:  # BLAS libraries numpy loaded before the fork
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - a scikit-learn dependency, normally present
         pass
 
 
@@ -58,11 +65,7 @@ def prepare_one(track_id: str, path: str, cfg: Config) -> PrepareResult:
         if decoded.duration < 0.05:
             raise InputError(f"audio too short to use ({decoded.duration * 1000:.0f} ms)")
         image = audio.spectrogram_from_samples(decoded.samples, decoded.sample_rate, cfg.audio)
-        features = None
-        if cfg.dataset.audio_features:
-            from whypop.features import compute_audio_features
-
-            features = compute_audio_features(decoded.samples, decoded.sample_rate)
+        features = _features(track_id, decoded) if cfg.dataset.audio_features else None
         return PrepareResult(
             track_id, audio.encode_png(image), None, decoded.duration, decoded.sample_rate,
             decoded.channels, features, time.perf_counter() - start,
@@ -72,6 +75,17 @@ def prepare_one(track_id: str, path: str, cfg: Config) -> PrepareResult:
     except Exception as exc:  # a bug or a library failure on one file must not stop the batch
         log.exception("preparing %s failed", track_id)
         return PrepareResult(track_id, None, f"unexpected error: {type(exc).__name__}: {exc}"[:300])
+
+
+def _features(track_id: str, decoded) -> dict | None:
+    """The audio descriptors; a failure here costs the features, not the track."""
+    from whypop.features import compute_audio_features
+
+    try:
+        return compute_audio_features(decoded.samples, decoded.sample_rate)
+    except Exception:  # the spectrogram is fine: keep the track, log why features are missing
+        log.exception("audio features of %s failed; the track is kept without them", track_id)
+        return None
 
 
 def collect(
@@ -98,12 +112,15 @@ def generate_demo_collection(cfg: Config, store: RunStore, progress: Progress | 
 
     d = cfg.demo
     root = store.root / "audio"
-    clips = generate_demo(
-        root, genres=d.genres, clips_per_genre=d.clips_per_genre, clip_seconds=d.clip_seconds,
-        sample_rate=d.sample_rate, seed=d.seed,
-        artefact_genre=None if d.artefact_genre < 0 else d.artefact_genre,
-        artefact_share=d.artefact_share, split=d.split, progress=progress,
-    )
+    try:
+        clips = generate_demo(
+            root, genres=d.genres, clips_per_genre=d.clips_per_genre, clip_seconds=d.clip_seconds,
+            sample_rate=d.sample_rate, seed=d.seed,
+            artefact_genre=None if d.artefact_genre < 0 else d.artefact_genre,
+            artefact_share=d.artefact_share, split=d.split, progress=progress,
+        )
+    except ValueError as exc:  # the generator names the bad setting
+        raise ConfigError(f"demo settings: {exc}") from None
     out = Collection(root.resolve())
     regions = []
     for clip in clips:
@@ -126,6 +143,7 @@ def run(
     retry_failed: bool = False,
 ) -> dict:
     """Prepare every track of a collection; returns counts {ok, failed, skipped, new}."""
+    _check_same_settings(cfg, store, ("audio", "demo") if demo else ("audio",))
     collection = collect(cfg, store, audio_dir, layout, metadata, demo=demo)
     previous_root = store.audio_root
     if previous_root is not None and previous_root != collection.audio_root:
@@ -166,11 +184,33 @@ def run(
     return counts
 
 
+def _check_same_settings(cfg: Config, store: RunStore, sections: tuple[str, ...]) -> None:
+    """Refuse to mix spectrograms made with different audio (or demo) settings in one run."""
+    stored = store.get_meta("config") or {}
+    current = cfg.to_dict()
+    changed = [
+        f"{section}.{key}={stored[section][key]!r} (now {value!r})"
+        for section in sections if isinstance(stored.get(section), dict)
+        for key, value in current[section].items()
+        if key in stored[section] and _plain(stored[section][key]) != _plain(value)
+    ]
+    if changed and store.tracks(status="ok"):
+        raise InputError(
+            f"run {store.root} was prepared with {', '.join(changed)}: its spectrograms would mix "
+            "settings; use a new --run, or the run's own settings"
+        )
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 def _map(todo: list[Track], root: Path, cfg: Config, workers: int | None) -> Iterable[PrepareResult]:
     workers = max(1, workers or os.cpu_count() or 1)
     jobs = [(t.track_id, str(root / t.source), cfg) for t in todo]
-    if workers == 1 or len(jobs) < 4:
-        _init_worker()
+    if not jobs:
+        return
+    if workers == 1 or len(jobs) < 4:  # in this process, leaving its thread settings alone
         for job in jobs:
             yield prepare_one(*job)
         return
@@ -209,8 +249,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from whypop.cli import load_cli_config, tqdm_progress
 
-    cfg = load_cli_config(args, default="demo" if args.demo else None)
-    store = RunStore(args.run, create=True)
+    # a re-run without --config keeps the run's own settings (--set still applies)
+    existing = RunStore(args.run) if (Path(args.run) / DB_NAME).is_file() else None
+    cfg = load_cli_config(args, default="demo" if args.demo else None, store=existing)
+    store = existing or RunStore(args.run, create=True)
     layout = args.layout or ("fma" if args.metadata else "folders")
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers must be at least 1 (got {args.workers})")

@@ -6,7 +6,6 @@ import argparse
 import json
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
     p.add_argument("--json", action="store_true", help="machine-readable output (keys in the README)")
@@ -17,6 +16,8 @@ def main(args: argparse.Namespace) -> int:
 
     store = RunStore(args.run)
     st = store.status()
+    # what preparation skipped without a track to record it on (e.g. an empty genre folder)
+    st["tracks"]["warnings"] = list(store.get_meta("prepare_warnings", None) or [])
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True))
         return 0
@@ -29,6 +30,8 @@ def format_status(st: dict) -> str:
     lines = [f"run {st['run']}", f"  tracks: {t['ok']} ok, {t['failed']} failed, {t['pending']} pending (of {t['total']})"]
     for genre, splits in sorted(t["per_genre"].items()):
         lines.append(f"    {genre}: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())))
+    for w in t.get("warnings", []):
+        lines.append(f"    warning: {w}")
     for f in t["failures"][:50]:
         lines.append(f"    failed {f['track_id']} ({f['source']}): {f['error']}")
     if len(t["failures"]) > 50:

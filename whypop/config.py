@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -38,6 +39,10 @@ class AudioConfig:
         _positive(self, "sample_rate", "duration", "n_fft", "hop_length", "n_mels", "image_size", "top_db")
         if self.sample_rate < 4000:
             raise ConfigError(f"audio.sample_rate={self.sample_rate} is too low (at least 4000 Hz)")
+        if self.hop_length > self.n_fft:
+            raise ConfigError(f"audio.hop_length={self.hop_length} must be at most audio.n_fft={self.n_fft}")
+        if self.n_mels > self.n_fft // 2 + 1:
+            raise ConfigError(f"audio.n_mels={self.n_mels}: at most n_fft // 2 + 1 = {self.n_fft // 2 + 1} bands")
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class DatasetConfig:
             raise ConfigError(f"dataset.subset={self.subset!r}: allowed are small, medium, large, full")
         if len(self.split) != 3 or any(s < 0 for s in self.split) or abs(sum(self.split) - 1) > 1e-6:
             raise ConfigError(f"dataset.split={list(self.split)} must be three non-negative shares summing to 1")
+        if self.max_tracks < 0:
+            raise ConfigError(f"dataset.max_tracks={self.max_tracks}: 0 (all) or a positive count")
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,8 @@ class DemoConfig:
             raise ConfigError(f"demo.clip_seconds={self.clip_seconds}: at least 1 s")
         if not -1 <= self.artefact_genre < self.genres:
             raise ConfigError(f"demo.artefact_genre={self.artefact_genre}: -1 (none) or 0..{self.genres - 1}")
+        if not 0 <= self.artefact_share <= 1:
+            raise ConfigError(f"demo.artefact_share={self.artefact_share}: must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,15 @@ class TrainConfig:
     random_augment: bool = False  # new random bands every epoch (disables the cache)
     num_workers: int = 2
     label_smoothing: float = 0.0
+    lr_schedule: str = "constant"  # "constant" (thesis) or "cosine" (decay to 0 over the epochs, per batch)
 
     def validate(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"train.lr_schedule={self.lr_schedule!r}: allowed are 'constant', 'cosine'")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"train.label_smoothing={self.label_smoothing}: must be in [0, 1)")
+        if self.num_workers < 0:
+            raise ConfigError(f"train.num_workers={self.num_workers}: must be >= 0 (0 = load in the training process)")
         if self.pretrained not in ("imagenet", "none"):
             raise ConfigError(f"train.pretrained={self.pretrained!r}: allowed are 'imagenet', 'none'")
         if self.trainable not in ("tail", "layer4", "all"):
@@ -134,7 +150,11 @@ class ExtractConfig:
     """ACE concept discovery with TCAV scores (thesis settings)."""
 
     layer: str = "layer4.2.conv2"
-    discovery_images: int = 50
+    discovery_images: int = 50  # per genre, segmented into patches
+    score_images: int = 50  # per genre, for TCAV scores; disjoint from the discovery images
+    image_split: str = "heldout"  # discovery + score images from: heldout (validation + test), training, all
+    random_split: str = "training"  # random sets drawn from these tracks of every genre (minus discovery/score)
+    random_kind: str = "images"  # random sets of whole spectrograms (reference) or of one random patch of each
     segments: tuple[int, ...] = (10, 15, 25)
     compactness: float = 20.0  # on intensities scaled to 0..100, as SLIC on Lab
     sigma: float = 1.0
@@ -148,11 +168,29 @@ class ExtractConfig:
     tcav_gradient: str = "logit"  # logit (paper) or loss (reference code)
     significance: float = 0.01  # family-wise level
     correction: str = "holm"  # holm, bonferroni, none
+    black_level: int = 16  # pixel values at or below this count as black (silence, bands)
+    black_share: float = 0.5  # a concept whose patch pixels are this black is flagged
+    render_patches: int = 10  # patch images rendered per concept (what the network saw)
+    cache: bool = True  # cache activations and gradients under <run>/cache/activations
     batch_size: int = 32
     device: str = "auto"
     seed: int = 0
 
     def validate(self) -> None:
+        if self.image_split not in ("heldout", "training", "all"):
+            raise ConfigError(f"extract.image_split={self.image_split!r}: allowed are heldout, training, all")
+        if self.random_split not in ("heldout", "training", "all"):
+            raise ConfigError(f"extract.random_split={self.random_split!r}: allowed are heldout, training, all")
+        if self.random_kind not in ("images", "patches"):
+            raise ConfigError(f"extract.random_kind={self.random_kind!r}: allowed are images, patches")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"extract.device={self.device!r}: allowed are auto, cpu, cuda")
+        if not 0 <= self.black_level <= 255:
+            raise ConfigError(f"extract.black_level={self.black_level}: allowed 0..255")
+        if not 0 < self.black_share <= 1:
+            raise ConfigError(f"extract.black_share={self.black_share}: must be in (0, 1]")
+        if self.min_cluster_size < 0 or self.render_patches < 0:
+            raise ConfigError("extract.min_cluster_size and extract.render_patches must be >= 0")
         if self.patch_mode not in ("faithful", "inplace"):
             raise ConfigError(f"extract.patch_mode={self.patch_mode!r}: allowed are faithful, inplace")
         if self.cav_mode not in ("fast", "exact"):
@@ -171,7 +209,11 @@ class ExtractConfig:
             raise ConfigError(f"extract.discovery_images={self.discovery_images}: allowed 2..10000")
         if not 0 < self.significance < 1:
             raise ConfigError(f"extract.significance={self.significance}: must be in (0, 1)")
-        _positive(self, "random_set_size", "max_concept_patches", "batch_size", "compactness")
+        if self.score_images < 1:
+            raise ConfigError(f"extract.score_images={self.score_images}: at least 1")
+        if self.random_set_size < 2 or self.max_concept_patches < 2:
+            raise ConfigError("extract.random_set_size and extract.max_concept_patches must be at least 2")
+        _positive(self, "random_set_size", "max_concept_patches", "batch_size", "compactness", "sigma")
 
 
 @dataclass(frozen=True)
@@ -181,7 +223,15 @@ class SummaryConfig:
     clusters: int = 10
     perplexity: float = 5.0
     similar_threshold: float = 0.5  # cosine of mean CAVs above which concepts count as similar
+    lonely_size: int = 2  # a cluster with at most this many concepts, none important, is flagged
     seed: int = 0
+
+    def validate(self) -> None:
+        if not 1 <= self.clusters <= 200:
+            raise ConfigError(f"summary.clusters={self.clusters}: allowed 1..200")
+        if self.lonely_size < 0:
+            raise ConfigError(f"summary.lonely_size={self.lonely_size}: must be >= 0")
+        _positive(self, "perplexity")
 
 
 @dataclass(frozen=True)
@@ -249,7 +299,7 @@ def load_config(
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
         cfg = merge(cfg, data, origin=str(path))
     if env and os.environ.get("WHYPOP_CONFIG"):
-        cfg = merge(cfg, parse_overrides(os.environ["WHYPOP_CONFIG"].split(",")), origin="WHYPOP_CONFIG")
+        cfg = merge(cfg, parse_overrides(split_overrides(os.environ["WHYPOP_CONFIG"])), origin="WHYPOP_CONFIG")
     if overrides:
         cfg = merge(cfg, _nest(overrides), origin="command line")
     return cfg.validate()
@@ -258,6 +308,11 @@ def load_config(
 def config_from_dict(data: Mapping[str, Any]) -> Config:
     """Rebuild a Config saved with ``to_dict`` (as stored in a run)."""
     return merge(Config(), data, origin="stored config").validate()
+
+
+def split_overrides(text: str) -> list[str]:
+    """``"a.b=1,c.d=[1,2]"`` -> ``["a.b=1", "c.d=[1,2]"]``: commas inside values are kept."""
+    return re.split(r",(?=\s*[A-Za-z_]\w*\.\w+\s*=)", text)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

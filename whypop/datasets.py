@@ -126,30 +126,37 @@ def read_fma(audio_dir: str | Path, meta_dir: str | Path, cfg: DatasetConfig) ->
     missing_cols = [name for col, name in FMA_REQUIRED.items() if col not in df.columns]
     if missing_cols:
         raise InputError(f"{tracks_csv} lacks the columns {', '.join(missing_cols)} (FMA's two-row header)")
+    out = Collection(root)
+    ids = pd.to_numeric(pd.Series(df.index, index=df.index), errors="coerce")
+    bad_id = ids.isna() | (ids != ids.round()) | (ids < 0)
+    if bad_id.any():
+        out.warnings.append(f"{tracks_csv}: {int(bad_id.sum())} rows without an integer track_id skipped")
+        keep_id = ~bad_id.to_numpy()
+        df, ids = df[keep_id], ids[keep_id]
+    dup = ids.duplicated().to_numpy()
+    if dup.any():
+        out.warnings.append(f"{tracks_csv}: {int(dup.sum())} repeated track_ids skipped (the first row kept)")
+        df, ids = df[~dup], ids[~dup]
     allowed = FMA_SUBSETS[: FMA_SUBSETS.index(cfg.subset) + 1] if cfg.subset in FMA_SUBSETS else FMA_SUBSETS
     subset = df[("set", "subset")].astype(str)
     genre = df[("track", "genre_top")]
-    keep = subset.isin(allowed) & genre.notna() & (genre.astype(str).str.len() > 0)
-    df = df[keep]
+    keep = (subset.isin(allowed) & genre.notna() & (genre.astype(str).str.strip().str.len() > 0)).to_numpy()
+    df, ids = df[keep], ids[keep]
     if df.empty:
         raise InputError(f"{tracks_csv} has no tracks of subset {cfg.subset!r} with a top genre")
-    title = df[("track", "title")] if ("track", "title") in df.columns else None
-    artist = df[("artist", "name")] if ("artist", "name") in df.columns else None
-    out = Collection(root)
+    titles = _texts(df, ("track", "title"))
+    artists = _texts(df, ("artist", "name"))
     per_genre: dict[str, int] = {}
-    for tid in df.index:
-        g = str(df.at[tid, ("track", "genre_top")])
+    rows = zip(ids.astype("int64").tolist(), df[("track", "genre_top")].astype(str).str.strip().tolist(),
+               df[("set", "split")].astype(str).tolist(), titles, artists)
+    for tid, g, split, title, artist in rows:
         if cfg.max_tracks and per_genre.get(g, 0) >= cfg.max_tracks:
             continue
         per_genre[g] = per_genre.get(g, 0) + 1
-        split = str(df.at[tid, ("set", "split")])
         if split not in SPLITS:
             split = "training"
-        rel = fma_path(int(tid))
-        t = Track(
-            f"{int(tid):06d}", g, split, rel,
-            title=_text(title, tid), artist=_text(artist, tid),
-        )
+        rel = fma_path(tid)
+        t = Track(f"{tid:06d}", g, split, rel, title=title, artist=artist)
         if (root / rel).is_file():
             out.tracks.append(t)
         else:
@@ -171,8 +178,8 @@ def read_fma(audio_dir: str | Path, meta_dir: str | Path, cfg: DatasetConfig) ->
     return out
 
 
-def _text(series, tid) -> str:
-    if series is None:
-        return ""
-    value = series.get(tid)
-    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+def _texts(df, column: tuple[str, str]) -> list[str]:
+    """A metadata text column as strings ('' where missing or absent)."""
+    if column not in df.columns:
+        return [""] * len(df)
+    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in df[column].tolist()]

@@ -22,4 +22,4 @@ class NotFound(WhypopError):
 
 
 class Cancelled(WhypopError):
-    """A job was cancelled by the user; its partial results were removed."""
+    """A running stage was asked to stop (its partial results were discarded)."""

@@ -566,7 +566,7 @@ class RunStore:
 
     def concepts(self, extraction_id: int) -> list[dict]:
         rows = self.db.execute(
-            "SELECT * FROM concepts WHERE extraction_id=? ORDER BY genre, concept_id", (int(extraction_id),)
+            "SELECT * FROM concepts WHERE extraction_id=? ORDER BY genre, concept_id", (_int_id(extraction_id, "extraction"),)
         ).fetchall()
         out = []
         for r in rows:
@@ -582,7 +582,7 @@ class RunStore:
         except (TypeError, ValueError):
             raise NotFound(f"unknown concept id {concept_id!r}") from None
         row = self.db.execute(
-            "SELECT * FROM concepts WHERE extraction_id=? AND concept_id=?", (int(extraction_id), cid)
+            "SELECT * FROM concepts WHERE extraction_id=? AND concept_id=?", (_int_id(extraction_id, "extraction"), cid)
         ).fetchone()
         if row is None:
             raise NotFound(f"unknown concept id {concept_id!r} in extraction {extraction_id}")
@@ -592,10 +592,10 @@ class RunStore:
         return d
 
     def patches(self, extraction_id: int, concept_id: int | None = None, track_id: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM patches WHERE extraction_id=?", [int(extraction_id)]
+        sql, args = "SELECT * FROM patches WHERE extraction_id=?", [_int_id(extraction_id, "extraction")]
         if concept_id is not None:
             sql += " AND concept_id=?"
-            args.append(int(concept_id))
+            args.append(_int_id(concept_id, "concept"))
         if track_id is not None:
             sql += " AND track_id=?"
             args.append(str(track_id))
@@ -659,3 +659,11 @@ class RunStore:
                 for j in jobs
             ],
         }
+
+
+def _int_id(value: Any, what: str) -> int:
+    """An integer id from a caller (maybe a request string); NotFound when it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotFound(f"unknown {what} id {value!r}") from None
