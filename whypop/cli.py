@@ -70,15 +70,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_cli_config(args: argparse.Namespace, default: str | None = None, store=None):
-    """The run's configuration: defaults < stored run config < --config < --set overrides."""
-    from whypop.config import Config, load_config, merge, parse_overrides
+    """The configuration a command runs with.
 
-    files = [getattr(args, "config", None) or (None if store is not None and store.get_meta("config") else default)]
-    cfg = load_config(*files, overrides=None)
-    if store is not None and store.get_meta("config") and not getattr(args, "config", None):
-        cfg = merge(Config(), store.get_meta("config"), origin="stored config")
+    Precedence, lowest first: the code defaults (or the ``default`` preset for a new
+    run), the run's stored configuration, ``--config FILE``, ``WHYPOP_CONFIG``, ``--set``.
+    """
+    from whypop.config import config_from_dict, load_config, parse_overrides
+
+    stored = store.get_meta("config") if store is not None else None
+    base = config_from_dict(stored) if stored else None
+    files = [getattr(args, "config", None)] if getattr(args, "config", None) else ([] if stored else [default])
     overrides = parse_overrides(getattr(args, "set", []) or [])
-    return merge(cfg, overrides, origin="--set").validate() if overrides else cfg.validate()
+    return load_config(*files, base=base, overrides=overrides)
 
 
 @contextlib.contextmanager

@@ -285,10 +285,11 @@ def resolve_config_path(name: str | Path) -> Path:
 
 
 def load_config(
-    *files: str | Path | None, overrides: Mapping[str, Any] | None = None, env: bool = True
+    *files: str | Path | None, overrides: Mapping[str, Any] | None = None, env: bool = True,
+    base: Config | None = None,
 ) -> Config:
-    """Defaults, then each TOML file, then ``WHYPOP_CONFIG`` overrides, then ``overrides``."""
-    cfg = Config()
+    """``base`` (the defaults), then each TOML file, then ``WHYPOP_CONFIG``, then ``overrides``."""
+    cfg = Config() if base is None else base
     for f in files:
         if f is None:
             continue
