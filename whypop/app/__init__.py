@@ -1,0 +1,126 @@
+"""The dashboard: ``create_app(store, ...)`` builds a Dash app over one run store.
+
+Five linked panels (concept importance, concept map, concept images, features radar,
+concepts within a song), each a module with its layout and callbacks; figures come from
+pure builders in :mod:`whypop.app.figures`; images and audio from routes in
+:mod:`whypop.app.routes`. Every callback is registered on the app built here (no global
+app), so one process can build several apps, e.g. under different prefixes on one Flask
+server. The app only reads the store.
+
+Embedding::
+
+    app = create_app(RunStore("runs/demo"), prefix="/tools/whypop/", server=existing_flask_app)
+
+Behind a proxy that strips or adds a path, leave ``prefix`` as None and set Dash's
+``DASH_REQUESTS_PATHNAME_PREFIX`` / ``DASH_ROUTES_PATHNAME_PREFIX``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dash
+    from flask import Flask
+
+    from whypop.store import RunStore
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+__all__ = ["create_app", "normalise_prefix", "ASSETS"]
+
+
+def normalise_prefix(prefix: str | None) -> str | None:
+    """'/x', 'x/', '/x/' -> '/x/'; '' or '/' -> '/'; None stays None (Dash's environment variables decide)."""
+    if prefix is None:
+        return None
+    parts = [p for p in str(prefix).strip().split("/") if p]
+    return "/" + "".join(p + "/" for p in parts)
+
+
+def create_app(
+    store: "RunStore | str | os.PathLike",
+    prefix: str | None = None,
+    server: "Flask | bool | None" = None,
+    read_only: bool = True,
+    compress: bool = True,
+    title: str = "Why Pop?",
+) -> "dash.Dash":
+    """Build the dashboard for one run.
+
+    ``prefix``: URL path the app lives under (both for routes and requests); None leaves it
+    to Dash's ``DASH_*_PATHNAME_PREFIX`` variables (default "/"). ``server``: an existing
+    Flask app to attach to (None creates one). ``read_only``: kept for the job controls
+    (re-extraction from the UI); the panels never write. ``compress``: gzip/brotli
+    responses (flask-compress), which keeps the first page load small.
+    """
+    import dash
+    import dash_bootstrap_components as dbc
+    from dash import dcc, html
+
+    from whypop.app import clusters, examples, ids, importance, links, radar, song
+    from whypop.app.context import AppContext
+    from whypop.app.data import AppData
+    from whypop.app.routes import register_routes
+    from whypop.store import RunStore
+
+    if not isinstance(store, RunStore):
+        store = RunStore(store)
+    kwargs = {}
+    prefix = normalise_prefix(prefix)
+    if prefix is not None:
+        kwargs["url_base_pathname"] = prefix
+    app = dash.Dash(
+        __name__, server=True if server is None else server, assets_folder=str(ASSETS), title=title,
+        update_title=None, compress=compress, serve_locally=True, **kwargs,
+    )
+    if not app.server.secret_key:
+        app.server.secret_key = os.environ.get("WHYPOP_SECRET_KEY") or os.urandom(24).hex()
+    data = AppData(store)
+    ctx = AppContext(data=data, requests_prefix=app.config.requests_pathname_prefix, read_only=read_only)
+
+    def header():
+        return dbc.Row([
+            dbc.Col(html.Div([html.H1("Why Pop?", className="h4 mb-0 me-3"),
+                              html.Span("what the genre network listens for", className="text-muted small")],
+                             className="d-flex align-items-baseline flex-wrap"), md=5),
+            dbc.Col(html.Div(id=ids.header("model"), className="small"), md=4, className="align-self-center"),
+            dbc.Col(dcc.Dropdown(id=ids.header("extraction"), options=data.extraction_options(), clearable=False,
+                                 placeholder="no complete extraction", className="small"), md=3),
+        ], className="g-2 py-2 align-items-center")
+
+    def serve_layout():
+        return dbc.Container([
+            *links.layout(ctx),
+            header(),
+            dbc.Row([dbc.Col(importance.layout(ctx), lg=7), dbc.Col(clusters.layout(ctx), lg=5)], className="g-3 mb-3"),
+            dbc.Row([dbc.Col(examples.layout(ctx), lg=6), dbc.Col(radar.layout(ctx), lg=6)], className="g-3 mb-3"),
+            dbc.Row([dbc.Col(song.layout(ctx), lg=12)], className="g-3 mb-3"),
+        ], fluid=True, className="whypop")
+
+    app.layout = serve_layout
+    for module in (links, importance, clusters, examples, radar, song):
+        module.register(app, ctx)
+    register_routes(app.server, app.config.routes_pathname_prefix, data)
+    app.whypop_data = data  # for tests and embedding code
+    _warm_up(app)
+    return app
+
+
+def _warm_up(app: "dash.Dash") -> None:
+    """Do Dash's first-request setup now, so its script paths are registered before real traffic.
+
+    Dash does that setup on a worker's first request behind a flag that is set before
+    the work is done: under a threaded worker (gunicorn gthread) the browser's parallel
+    script requests then race it and some fail with "... is not a registered library"
+    (HTTP 500, a blank page). Built before gunicorn forks (``preload_app``), every worker
+    starts with the setup done. (Not through a request: Flask would then refuse further
+    apps on a shared server.)
+    """
+    setup = getattr(app, "_setup_server", None)
+    if setup is None:  # pragma: no cover - a Dash without it sets itself up per request
+        return
+    with app.server.test_request_context(app.config.routes_pathname_prefix):
+        setup()

@@ -1,0 +1,49 @@
+"""`whypop serve`: the dashboard for one run on Dash's development server.
+
+For production use gunicorn (see the Procfile and ``config/gunicorn.conf.py``), which
+serves the same app through ``whypop.app.server:create_server()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
+    p.add_argument("--port", type=int, default=None, help="port (default: $PORT, else the config's serve.port, 8050)")
+    p.add_argument("--host", default=None, help="address to bind (default: the config's serve.host, 127.0.0.1)")
+    p.add_argument("--prefix", default=None, metavar="/PATH/",
+                   help="serve under this URL path, e.g. /tools/whypop/ (default: the config's serve.prefix)")
+    p.add_argument("--debug", action="store_true", help="Dash debug mode (reloader and dev tools)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from whypop.store import RunStore
+
+    store = RunStore(args.run)
+    return serve(store, store.stored_config(), host=args.host, port=args.port, prefix=args.prefix, debug=args.debug)
+
+
+def serve(store, cfg=None, host: str | None = None, port: int | None = None, prefix: str | None = None,
+          debug: bool = False) -> int:
+    """Serve the dashboard for ``store`` until interrupted (also used by `whypop demo`).
+
+    Unset values come from ``$PORT`` and the run's ``[serve]`` configuration.
+    """
+    from whypop.app import create_app
+
+    cfg = cfg if cfg is not None else store.stored_config()
+    settings = cfg.serve if cfg is not None else None
+    port = port or int(os.environ.get("PORT") or (settings.port if settings else 8050))
+    host = host or (settings.host if settings else "127.0.0.1")
+    prefix = prefix if prefix is not None else (settings.prefix if settings else "/")
+    app = create_app(store, prefix=prefix, read_only=settings.read_only if settings else True)
+    log.info("serving %s at http://%s:%d%s", store.root, host, port, app.config.requests_pathname_prefix)
+    # the version check of Dash's dev tools calls out to the internet: keep the page offline
+    app.run(host=host, port=port, debug=debug, dev_tools_disable_version_check=True)
+    return 0

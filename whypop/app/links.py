@@ -1,0 +1,260 @@
+"""The connectors between panels: selection state, the URL, and the clientside highlighting.
+
+State lives in three ``dcc.Store``s (extraction, concept, song) plus the feature switch,
+and is mirrored in the URL's query string (``?extraction=2&concept=105&song=abc&features=audio``)
+so a view can be shared. One server callback, :func:`sync`, turns every click, dropdown
+change and URL edit into new state, checking ids against the store; the panels listen
+to the stores. Hover highlighting runs in the browser (``assets/whypop.js``) from the
+similarity lists shipped once per extraction.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import dash
+from dash import ClientsideFunction, Input, Output, State, dcc, html
+
+from whypop.app import figures, ids
+from whypop.app.context import AppContext, as_id
+from whypop.app.data import AppData
+from whypop.errors import NotFound
+
+FEATURE_CHOICES = ("echonest", "audio")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user looks at; every field already checked against the store."""
+
+    extraction: int | None
+    concept: int | None = None
+    song: str | None = None
+    features: str = "audio"
+
+    def search(self) -> str:
+        """The URL query string for this selection ('' when nothing is chosen)."""
+        q: dict[str, Any] = {}
+        if self.extraction is not None:
+            q["extraction"] = self.extraction
+        if self.concept is not None:
+            q["concept"] = self.concept
+        if self.song is not None:
+            q["song"] = self.song
+        q["features"] = self.features
+        return "?" + urlencode(q)
+
+
+def parse_search(search: str | None) -> dict[str, str]:
+    """``?a=1&b=2`` -> {"a": "1", "b": "2"} (first value of each key)."""
+    return {k: v[0] for k, v in parse_qs((search or "").lstrip("?"), keep_blank_values=False).items()}
+
+
+def default_features(data: AppData) -> str:
+    return "echonest" if data.has_source("echonest") else "audio"
+
+
+def resolve(data: AppData, extraction: Any = None, concept: Any = None, song: Any = None,
+            features: Any = None) -> Selection:
+    """A Selection from untrusted values: unknown ids fall back (latest extraction, no concept, no song)."""
+    eid = None
+    if extraction not in (None, ""):
+        try:
+            eid = data.view(_as_int(extraction)).extraction_id
+        except NotFound:
+            eid = None
+    if eid is None:
+        eid = data.latest_extraction()
+    cid = None
+    if eid is not None and concept not in (None, ""):
+        try:
+            cid = data.view(eid).concept(_as_int(concept)).concept_id
+        except NotFound:
+            cid = None
+    tid = None
+    if song not in (None, ""):
+        try:
+            t = data.track(str(song))
+            tid = t.track_id if t.status == "ok" else None
+        except NotFound:
+            tid = None
+    feats = features if features in FEATURE_CHOICES and data.has_source(features) else default_features(data)
+    return Selection(eid, cid, tid, feats)
+
+
+def clicked_concept(click: dict | None) -> int | None:
+    """The concept id of a click on panel 1 or 2 (None for cluster centres and empty clicks)."""
+    point = _point(click)
+    value = None if point is None else point.get("customdata")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def clicked_song(click: dict | None) -> str | None:
+    point = _point(click)
+    value = None if point is None else point.get("customdata")
+    return value if isinstance(value, str) and value else None
+
+
+def next_selection(data: AppData, trigger: str | None, current: Selection, *, search: str | None,
+                   extraction: Any, song: Any, features: Any, click: dict | None) -> Selection:
+    """The selection after one event (``trigger`` = the part id that changed; None = page load)."""
+    if trigger in (None, "location"):
+        q = parse_search(search)
+        return resolve(data, q.get("extraction"), q.get("concept"), q.get("song"), q.get("features"))
+    if trigger == "extraction":
+        new = resolve(data, extraction, None, current.song, current.features)
+        return new
+    if trigger == "features":
+        ok = features in FEATURE_CHOICES and data.has_source(features)
+        return replace(current, features=features if ok else current.features)
+    if trigger == "song":
+        return resolve(data, current.extraction, current.concept, song, current.features) if song else current
+    if trigger in ("importance", "clusters"):
+        cid = clicked_concept(click)
+        if cid is None:
+            return current
+        return resolve(data, current.extraction, cid, current.song, current.features)
+    if trigger == "radar":
+        tid = clicked_song(click)
+        return resolve(data, current.extraction, current.concept, tid, current.features) if tid else current
+    return current
+
+
+def layout(ctx: AppContext) -> list:
+    """The invisible parts: location and stores."""
+    return [
+        dcc.Location(id=ids.links("location"), refresh=False),
+        dcc.Store(id=ids.links("extraction")),
+        dcc.Store(id=ids.links("concept")),
+        dcc.Store(id=ids.links("song")),
+        dcc.Store(id=ids.links("similar")),  # {"similar": {cid: [cid...]}, "cluster": {cid: k}}
+        dcc.Store(id=ids.links("seek")),  # written by the clientside seek (a no-op sink)
+    ]
+
+
+def overview(data: AppData, extraction_id: int | None) -> tuple:
+    """Panels 1 and 2, the similarity lists, and the model line for one extraction."""
+    if extraction_id is None:
+        msg = "this run has no complete extraction yet: run `whypop extract --run RUN_DIR`"
+        return figures.message_figure(msg), figures.message_figure(msg), None, model_line(data, None)
+    view = data.view(extraction_id)
+    colors = figures.genre_colors(view.genres)
+    similar = {
+        "similar": {str(k): list(v) for k, v in view.similar.items()},
+        "cluster": {str(c.concept_id): c.cluster for c in view.concepts},
+        "threshold": view.threshold,
+    }
+    return (figures.importance_figure(view, colors), figures.concept_map_figure(view, colors), similar,
+            model_line(data, view.model_id, view))
+
+
+def model_line(data: AppData, model_id: int | None, view=None) -> list:
+    """'Model 3 (resnet34): accuracy test 81.2% · validation 84.0% · training 97.1%'."""
+    m = data.model_summary(model_id)
+    if m is None:
+        text = "no trained model in this run" if model_id is None else f"model {model_id} is not in this run"
+        return [html.Span(text, className="text-muted")]
+    order = ["test", "validation", "training"]
+    acc = sorted(m["accuracy"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9)
+    parts = [html.Span(f"Model {m['model_id']} ({m['arch']})", className="fw-semibold")]
+    if acc:
+        parts.append(html.Span(" · accuracy " + " · ".join(f"{k} {100 * v:.1f}%" for k, v in acc)))
+    if view is not None and view.layer:
+        parts.append(html.Span(f" · concepts at {view.layer}", className="text-muted"))
+    return parts
+
+
+def register(app: dash.Dash, ctx: AppContext) -> None:
+    data = ctx.data
+
+    @app.callback(
+        Output(ids.links("extraction"), "data"),
+        Output(ids.links("concept"), "data"),
+        Output(ids.links("song"), "data"),
+        Output(ids.links("location"), "search"),
+        Output(ids.header("extraction"), "value"),
+        Output(ids.song("picker"), "value"),
+        Output(ids.radar("source"), "value"),
+        Input(ids.links("location"), "search"),
+        Input(ids.header("extraction"), "value"),
+        Input(ids.song("picker"), "value"),
+        Input(ids.radar("source"), "value"),
+        Input(ids.importance("graph"), "clickData"),
+        Input(ids.clusters("graph"), "clickData"),
+        Input(ids.radar("graph"), "clickData"),
+        State(ids.links("extraction"), "data"),
+        State(ids.links("concept"), "data"),
+        State(ids.links("song"), "data"),
+    )
+    def sync(search, extraction, song, features, click1, click2, click4, cur_e, cur_c, cur_s):
+        trigger = dash.ctx.triggered_id
+        part = trigger.get("part") if isinstance(trigger, dict) else None
+        panel = trigger.get("whypop") if isinstance(trigger, dict) else None
+        key = {"location": "location", "extraction": "extraction", "picker": "song", "source": "features"}.get(part)
+        if part == "graph":
+            key = panel
+        click = {"importance": click1, "clusters": click2, "radar": click4}.get(key)
+        current = Selection(cur_e, cur_c, cur_s, features if features in FEATURE_CHOICES else default_features(data))
+        new = next_selection(data, key, current, search=search, extraction=extraction, song=song,
+                             features=features, click=click)
+        nu = dash.no_update
+        first = cur_e is None and new.extraction is not None
+        return (
+            new.extraction if (first or new.extraction != cur_e) else nu,
+            new.concept if (first or new.concept != cur_c) else nu,
+            new.song if (first or new.song != cur_s) else nu,
+            new.search() if new.search() != (search or "") else nu,
+            new.extraction if new.extraction != extraction else nu,
+            new.song if new.song != song else nu,
+            new.features if new.features != features else nu,
+        )
+
+    @app.callback(
+        Output(ids.importance("graph"), "figure"),
+        Output(ids.clusters("graph"), "figure"),
+        Output(ids.links("similar"), "data"),
+        Output(ids.header("model"), "children"),
+        Input(ids.links("extraction"), "data"),
+        prevent_initial_call=True,
+    )
+    def show_extraction(extraction_id):
+        return cached_overview(as_id(extraction_id))
+
+    @functools.lru_cache(maxsize=16)
+    def cached_overview(extraction_id):
+        return overview(data, extraction_id)
+
+    app.clientside_callback(
+        ClientsideFunction("whypop", "highlight"),
+        Output(ids.importance("graph"), "figure", allow_duplicate=True),
+        Output(ids.clusters("graph"), "figure", allow_duplicate=True),
+        Input(ids.importance("graph"), "hoverData"),
+        Input(ids.clusters("graph"), "hoverData"),
+        Input(ids.links("concept"), "data"),
+        Input(ids.links("similar"), "data"),
+        State(ids.importance("graph"), "figure"),
+        State(ids.clusters("graph"), "figure"),
+        prevent_initial_call=True,
+    )
+
+
+def _point(click: dict | None) -> dict | None:
+    if not isinstance(click, dict):
+        return None
+    points = click.get("points")
+    if not isinstance(points, list) or not points or not isinstance(points[0], dict):
+        return None
+    return points[0]
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise NotFound(f"bad id {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdecimal() and value.isascii() and len(value) <= 18:
+        return int(value)
+    raise NotFound(f"bad id {value!r}")

@@ -1,0 +1,24 @@
+"""The WSGI entry point for gunicorn: ``gunicorn "whypop.app.server:create_server()"``.
+
+Environment: ``WHYPOP_RUN`` (required) the run directory; ``WHYPOP_PREFIX`` the URL path
+to serve under (default: Dash's ``DASH_*_PATHNAME_PREFIX`` variables, else "/");
+``WHYPOP_SECRET_KEY`` the Flask secret (set it when running several workers or hosts).
+"""
+
+from __future__ import annotations
+
+import os
+
+from whypop.errors import StoreError
+
+
+def create_server():
+    """The Flask server of the dashboard for the run named by ``WHYPOP_RUN``."""
+    from whypop.app import create_app
+    from whypop.store import RunStore
+
+    run = os.environ.get("WHYPOP_RUN")
+    if not run:
+        raise StoreError("set WHYPOP_RUN to the run directory to serve (e.g. WHYPOP_RUN=runs/demo)")
+    app = create_app(RunStore(run), prefix=os.environ.get("WHYPOP_PREFIX") or None)
+    return app.server
