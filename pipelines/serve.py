@@ -42,7 +42,7 @@ def serve(store, cfg=None, host: str | None = None, port: int | None = None, pre
     port = port or int(os.environ.get("PORT") or (settings.port if settings else 8050))
     host = host or (settings.host if settings else "127.0.0.1")
     prefix = prefix if prefix is not None else (settings.prefix if settings else "/")
-    app = create_app(store, prefix=prefix, read_only=settings.read_only if settings else True)
+    app = create_app(store, prefix=prefix)
     log.info("serving %s at http://%s:%d%s", store.root, host, port, app.config.requests_pathname_prefix)
     # the version check of Dash's dev tools calls out to the internet: keep the page offline
     app.run(host=host, port=port, debug=debug, dev_tools_disable_version_check=True)

@@ -209,15 +209,15 @@ def test_two_apps_in_one_flask_server(fake_run):  # noqa: F811
 
     server = flask.Flask("portal")
     server.add_url_rule("/", "home", lambda: "portal home")
-    a = create_app(fake_run, prefix="/a/", server=server)
-    b = create_app(fake_run, prefix="/b/", server=server)
+    a = create_app(fake_run, prefix="/a/", server=server, read_only=True)
+    b = create_app(fake_run, prefix="/b/", server=server, read_only=True)
     assert a.server is b.server is server
     c = server.test_client()
     assert c.get("/").data == b"portal home"
     for prefix in ("/a/", "/b/"):
         deps = c.get(prefix + "_dash-dependencies").get_json()
         assert sum(1 for d in deps if d.get("clientside_function")) == 3
-        assert len(deps) == 9
+        assert len(deps) == 10
         assert c.get(prefix + "img/spec/bells_00.png").status_code == 200
     assert not dash._callback.GLOBAL_CALLBACK_LIST  # nothing registered at module level
 

@@ -44,7 +44,7 @@ def create_app(
     store: "RunStore | str | os.PathLike",
     prefix: str | None = None,
     server: "Flask | bool | None" = None,
-    read_only: bool = True,
+    read_only: bool | None = None,
     compress: bool = True,
     title: str = "Why Pop?",
 ) -> "dash.Dash":
@@ -52,15 +52,17 @@ def create_app(
 
     ``prefix``: URL path the app lives under (both for routes and requests); None leaves it
     to Dash's ``DASH_*_PATHNAME_PREFIX`` variables (default "/"). ``server``: an existing
-    Flask app to attach to (None creates one). ``read_only``: kept for the job controls
-    (re-extraction from the UI); the panels never write. ``compress``: gzip/brotli
+    Flask app to attach to (None creates one). ``read_only``: hide the re-extraction form
+    and register no job callback (None: ``WHYPOP_READ_ONLY`` or the run's
+    ``serve.read_only``); the panels never write. ``compress``: gzip/brotli
     responses (flask-compress), which keeps the first page load small.
     """
     import dash
     import dash_bootstrap_components as dbc
     from dash import dcc, html
 
-    from whypop.app import clusters, examples, ids, importance, links, radar, song
+    from whypop.app import clusters, examples, ids, importance, links, radar, reextract, song
+    from whypop.background import make_manager
     from whypop.app.context import AppContext
     from whypop.app.data import AppData
     from whypop.app.routes import register_routes
@@ -76,10 +78,15 @@ def create_app(
         __name__, server=True if server is None else server, assets_folder=str(ASSETS), title=title,
         update_title=None, compress=compress, serve_locally=True, **kwargs,
     )
-    if not app.server.secret_key:
-        app.server.secret_key = os.environ.get("WHYPOP_SECRET_KEY") or os.urandom(24).hex()
+    secret = os.environ.get("WHYPOP_SECRET_KEY") or os.environ.get("SECRET_KEY")
+    if secret or not app.server.secret_key:
+        # job handles are signed: every worker must share the key (gunicorn preloads the app)
+        app.server.secret_key = secret or os.urandom(24).hex()
     data = AppData(store)
+    if read_only is None:
+        read_only = os.environ.get("WHYPOP_READ_ONLY", "").lower() in ("1", "true", "yes") or data.config.serve.read_only
     ctx = AppContext(data=data, requests_prefix=app.config.requests_pathname_prefix, read_only=read_only)
+    manager, celery_app = (None, None) if read_only else make_manager(store.root)
 
     def header():
         return dbc.Row([
@@ -95,6 +102,7 @@ def create_app(
         return dbc.Container([
             *links.layout(ctx),
             header(),
+            *reextract.layout(ctx),
             dbc.Row([dbc.Col(importance.layout(ctx), lg=7), dbc.Col(clusters.layout(ctx), lg=5)], className="g-3 mb-3"),
             dbc.Row([dbc.Col(examples.layout(ctx), lg=6), dbc.Col(radar.layout(ctx), lg=6)], className="g-3 mb-3"),
             dbc.Row([dbc.Col(song.layout(ctx), lg=12)], className="g-3 mb-3"),
@@ -103,6 +111,8 @@ def create_app(
     app.layout = serve_layout
     for module in (links, importance, clusters, examples, radar, song):
         module.register(app, ctx)
+    reextract.register(app, ctx, manager)
+    app.whypop_celery = celery_app
     register_routes(app.server, app.config.routes_pathname_prefix, data)
     app.whypop_data = data  # for tests and embedding code
     _warm_up(app)

@@ -132,6 +132,7 @@ def layout(ctx: AppContext) -> list:
         dcc.Store(id=ids.links("song")),
         dcc.Store(id=ids.links("similar")),  # {"similar": {cid: [cid...]}, "cluster": {cid: k}}
         dcc.Store(id=ids.links("seek")),  # written by the clientside seek (a no-op sink)
+        dcc.Store(id=ids.links("jobs-done")),  # id of an extraction a job just completed
     ]
 
 
@@ -211,6 +212,15 @@ def register(app: dash.Dash, ctx: AppContext) -> None:
             new.song if new.song != song else nu,
             new.features if new.features != features else nu,
         )
+
+    @app.callback(
+        Output(ids.header("extraction"), "options"),
+        Input(ids.links("jobs-done"), "data"),
+        prevent_initial_call=True,
+    )
+    def refresh_extractions(_done):
+        """A job finished: offer its extraction; the one being viewed stays selected."""
+        return data.extraction_options()
 
     @app.callback(
         Output(ids.importance("graph"), "figure"),

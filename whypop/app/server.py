@@ -12,13 +12,17 @@ import os
 from whypop.errors import StoreError
 
 
-def create_server():
-    """The Flask server of the dashboard for the run named by ``WHYPOP_RUN``."""
+def create_dash_app():
+    """The Dash app for the run named by ``WHYPOP_RUN`` (also built by Celery workers)."""
     from whypop.app import create_app
     from whypop.store import RunStore
 
     run = os.environ.get("WHYPOP_RUN")
     if not run:
         raise StoreError("set WHYPOP_RUN to the run directory to serve (e.g. WHYPOP_RUN=runs/demo)")
-    app = create_app(RunStore(run), prefix=os.environ.get("WHYPOP_PREFIX") or None)
-    return app.server
+    return create_app(RunStore(run), prefix=os.environ.get("WHYPOP_PREFIX") or None)
+
+
+def create_server():
+    """The Flask server of the dashboard for the run named by ``WHYPOP_RUN``."""
+    return create_dash_app().server
