@@ -164,7 +164,7 @@ class ExtractConfig:
     random_experiments: int = 20
     random_set_size: int = 50
     patch_mode: str = "faithful"  # faithful (crop + resize) or inplace (masked full frame)
-    cav_mode: str = "fast"  # fast (batched Gram solve) or exact (sklearn SGDClassifier per pair)
+    cav_mode: str = "fast"  # fast (sklearn's SGD, all pairs at once), exact (sklearn per pair), logistic
     tcav_gradient: str = "logit"  # logit (paper) or loss (reference code)
     significance: float = 0.01  # family-wise level
     correction: str = "holm"  # holm, bonferroni, none
@@ -189,12 +189,15 @@ class ExtractConfig:
             raise ConfigError(f"extract.black_level={self.black_level}: allowed 0..255")
         if not 0 < self.black_share <= 1:
             raise ConfigError(f"extract.black_share={self.black_share}: must be in (0, 1]")
-        if self.min_cluster_size < 0 or self.render_patches < 0:
-            raise ConfigError("extract.min_cluster_size and extract.render_patches must be >= 0")
+        if self.min_cluster_size < 1:
+            raise ConfigError(f"extract.min_cluster_size={self.min_cluster_size}: at least 1 (a concept needs "
+                              f"more members than this, and a CAV at least 2)")
+        if self.render_patches < 0:
+            raise ConfigError(f"extract.render_patches={self.render_patches}: must be >= 0")
         if self.patch_mode not in ("faithful", "inplace"):
             raise ConfigError(f"extract.patch_mode={self.patch_mode!r}: allowed are faithful, inplace")
-        if self.cav_mode not in ("fast", "exact"):
-            raise ConfigError(f"extract.cav_mode={self.cav_mode!r}: allowed are fast, exact")
+        if self.cav_mode not in ("fast", "exact", "logistic"):
+            raise ConfigError(f"extract.cav_mode={self.cav_mode!r}: allowed are fast, exact, logistic")
         if self.tcav_gradient not in ("logit", "loss"):
             raise ConfigError(f"extract.tcav_gradient={self.tcav_gradient!r}: allowed are logit, loss")
         if self.correction not in ("holm", "bonferroni", "none"):

@@ -109,6 +109,14 @@ def _replace_head(model: "torch.nn.Module", num_classes: int) -> None:
             if isinstance(classifier[i], nn.Linear):
                 classifier[i] = nn.Linear(classifier[i].in_features, num_classes)
                 return
+        for i in range(len(classifier) - 1, -1, -1):  # SqueezeNet: a 1x1 convolution head
+            if isinstance(classifier[i], nn.Conv2d):
+                old = classifier[i]
+                classifier[i] = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride)
+                return
+    if isinstance(getattr(model, "head", None), nn.Linear):  # Swin
+        model.head = nn.Linear(model.head.in_features, num_classes)
+        return
     heads = getattr(model, "heads", None)
     if isinstance(heads, nn.Sequential) and isinstance(getattr(heads, "head", None), nn.Linear):
         heads.head = nn.Linear(heads.head.in_features, num_classes)
@@ -203,15 +211,76 @@ def load_checkpoint_file(path: str | Path, map_location: str = "cpu") -> dict:
 
 def model_from_state(arch: str, state: dict, num_classes: int) -> "torch.nn.Module":
     """Build ``arch`` with ``num_classes`` outputs and load ``state``; clear errors on mismatch."""
+    return state_for_arch(arch, state, num_classes)
+
+
+def state_for_arch(arch: str, state: dict, num_classes: int, source: str = "checkpoint") -> "torch.nn.Module":
+    """``arch`` with ``num_classes`` outputs holding ``state``; an InputError names any mismatch.
+
+    Checks, in order: the state is a dict of tensors (a ``module.`` prefix from
+    DataParallel is dropped), its keys are the architecture's (with a guess of the
+    architecture it does fit, for ResNets), the head has ``num_classes`` outputs, and
+    every tensor has the architecture's shape.
+    """
+    import torch
+    import torch.nn as nn
+
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{source} holds no state dict (expected a dict of tensors, or {{'state_dict', 'arch'}})")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     model = build_model(arch, num_classes, pretrained="none")
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        guess = guess_resnet(state)
+        hint = f"; it looks like {guess}: set train.arch = \"{guess}\"" if guess and guess != arch else ""
         raise InputError(
-            f"checkpoint does not fit architecture {arch!r}: {len(result.missing_keys)} missing keys "
-            f"(e.g. {', '.join(result.missing_keys[:3])}), {len(result.unexpected_keys)} unexpected "
-            f"(e.g. {', '.join(result.unexpected_keys[:3])})"
+            f"{source} does not fit architecture {arch!r}: {len(missing)} missing keys "
+            f"(e.g. {', '.join(missing[:3]) or '-'}), {len(unexpected)} unexpected "
+            f"(e.g. {', '.join(unexpected[:3]) or '-'}){hint}"
         )
+    head = _head_name(model) + ".weight"
+    outputs = int(state[head].shape[0])
+    if outputs != num_classes:
+        raise InputError(
+            f"{source} has {outputs} outputs ({head}) but the run has {num_classes} genres: "
+            f"a classifier for another set of genres cannot be used here"
+        )
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
+    if wrong:
+        raise InputError(f"{source} does not fit architecture {arch!r}: tensor shapes differ ({'; '.join(wrong[:3])})")
+    model.load_state_dict(state)
     return model
+
+
+def _head_name(model: "torch.nn.Module") -> str:
+    """The final linear layer's name (SqueezeNet: its final 1x1 convolution)."""
+    import torch.nn as nn
+
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)][-1]
+
+
+_RESNET_BLOCKS = {
+    (2, 2, 2, 2, False): "resnet18", (3, 4, 6, 3, False): "resnet34", (3, 4, 6, 3, True): "resnet50",
+    (3, 4, 23, 3, True): "resnet101", (3, 8, 36, 3, True): "resnet152",
+}
+
+
+def guess_resnet(state: dict) -> str | None:
+    """The torchvision ResNet a state dict's keys describe (by blocks per stage), or None."""
+    import re
+
+    blocks: dict[int, set[int]] = {}
+    for key in state:
+        m = re.match(r"layer([1-4])\.(\d+)\.", key)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    if sorted(blocks) != [1, 2, 3, 4]:
+        return None
+    bottleneck = any(k.startswith("layer1.0.conv3.") for k in state)
+    return _RESNET_BLOCKS.get((*(len(blocks[i]) for i in (1, 2, 3, 4)), bottleneck))
 
 
 def load_current(store: "RunStore", device: str = "auto") -> LoadedModel:

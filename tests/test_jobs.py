@@ -1,0 +1,137 @@
+"""Job records: one job per run, joining, cancel, and recovery from a killed process."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import pytest
+
+from whypop import jobs
+from whypop.errors import Cancelled, ConfigError
+from whypop.store import RunStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = RunStore(tmp_path / "run", create=True)
+    yield s
+    s.close()
+
+
+def fake_extract(hold: float = 0.0, fail: bool = False):
+    """A stand-in for pipelines.extract.run with its contract (partial dir, cancel, progress)."""
+
+    def run(cfg, store, progress=None, *, genres=None, job_id=None, cancel=None):
+        eid, partial = store.begin_extraction({"fake": True}, "test", None, job_id=job_id)
+        (partial / "arrays.npz").write_bytes(b"x")
+        end = time.time() + hold
+        step = 0
+        while True:
+            step += 1
+            if progress:
+                progress("clustering", min(step, 10), 10)
+            if cancel and cancel():
+                store.fail_extraction(eid, "cancelled", status="cancelled")
+                raise Cancelled("cancelled")
+            if time.time() >= end:
+                break
+            time.sleep(0.05)
+        if fail:
+            raise RuntimeError("boom")
+        store.complete_extraction(eid, [], [], {"total": hold}, {"genres": {}})
+        return eid
+
+    return run
+
+
+def test_claim_joins_live_job(store):
+    a = jobs.claim(store, "extract", {"n_clusters": 5}, "tab-1")
+    b = jobs.claim(store, "extract", {"n_clusters": 7}, "tab-2")
+    assert a.created and not b.created
+    assert a.job_id == b.job_id
+    assert len(store.jobs()) == 1
+
+
+def test_job_runs_and_records(store, monkeypatch):
+    import pipelines.extract
+
+    monkeypatch.setattr(pipelines.extract, "run", fake_extract())
+    claim = jobs.claim(store, "extract", {}, "me")
+    seen = []
+    eid = jobs.run_extraction_job(store, claim.job_id, report=lambda s, f: seen.append((s, f)))
+    job = jobs.get(store, claim.job_id)
+    assert job["status"] == "complete" and job["extraction_id"] == eid
+    assert store.extraction()["extraction_id"] == eid
+    assert seen and seen[-1][0] == "clustering"
+    # a finished job no longer blocks a new one
+    assert jobs.claim(store, "extract", {}, "me").created
+
+
+def test_failed_job_keeps_previous_extraction(store, monkeypatch):
+    import pipelines.extract
+
+    monkeypatch.setattr(pipelines.extract, "run", fake_extract())
+    first = jobs.run_extraction_job(store, jobs.claim(store, "extract", {}).job_id)
+    monkeypatch.setattr(pipelines.extract, "run", fake_extract(fail=True))
+    claim = jobs.claim(store, "extract", {})
+    with pytest.raises(RuntimeError):
+        jobs.run_extraction_job(store, claim.job_id)
+    job = jobs.get(store, claim.job_id)
+    assert job["status"] == "failed" and "boom" in job["error"]
+    assert store.extraction()["extraction_id"] == first
+    assert not list((store.root / "extractions").glob("*.partial"))
+
+
+def test_cancel_request(store, monkeypatch):
+    import pipelines.extract
+
+    monkeypatch.setattr(pipelines.extract, "run", fake_extract(hold=30))
+    claim = jobs.claim(store, "extract", {})
+    jobs.request_cancel(store, claim.job_id)
+    with pytest.raises(Cancelled):
+        jobs.run_extraction_job(store, claim.job_id)
+    assert jobs.get(store, claim.job_id)["status"] == "cancelled"
+    assert store.extractions(status="cancelled")
+    assert not list((store.root / "extractions").glob("*.partial"))
+
+
+def test_bad_parameters_rejected(store):
+    with pytest.raises(ConfigError, match="n_clusters"):
+        jobs.validate_params(store, {"n_clusters": 0})
+    with pytest.raises(ConfigError, match="unknown key"):
+        jobs.validate_params(store, {"no_such_thing": 1})
+
+
+def _child(root: str, job_id: str) -> None:
+    import pipelines.extract
+
+    pipelines.extract.run = fake_extract(hold=60)
+    jobs.run_extraction_job(RunStore(root), job_id)
+
+
+def test_sigkill_mid_job_is_reaped(store, monkeypatch):
+    import pipelines.extract
+
+    claim = jobs.claim(store, "extract", {})
+    proc = mp.get_context("fork").Process(target=_child, args=(str(store.root), claim.job_id))
+    proc.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and jobs.get(store, claim.job_id)["status"] != "running":
+        time.sleep(0.05)
+    while time.time() < deadline and not list((store.root / "extractions").glob("*.partial")):
+        time.sleep(0.05)
+    assert list((store.root / "extractions").glob("*.partial")), "the job never started writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    # the next request reaps the dead job and starts cleanly
+    nxt = jobs.claim(store, "extract", {})
+    assert nxt.created and nxt.job_id != claim.job_id
+    dead = jobs.get(store, claim.job_id)
+    assert dead["status"] == "failed" and "stopped" in dead["error"]
+    assert not list((store.root / "extractions").glob("*.partial"))
+    monkeypatch.setattr(pipelines.extract, "run", fake_extract())
+    eid = jobs.run_extraction_job(store, nxt.job_id)
+    assert store.extraction()["extraction_id"] == eid
