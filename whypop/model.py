@@ -223,7 +223,6 @@ def state_for_arch(arch: str, state: dict, num_classes: int, source: str = "chec
     every tensor has the architecture's shape.
     """
     import torch
-    import torch.nn as nn
 
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{source} holds no state dict (expected a dict of tensors, or {{'state_dict', 'arch'}})")
