@@ -42,7 +42,7 @@ TIMEOUT_MS = 20_000
 # synthetic run of app_fixtures, "auto" takes the demo run once pipelines.train and
 # pipelines.extract import. The environment variable WHYPOP_BROWSER_RUN overrides it (it may
 # also name a run directory to look at).
-BROWSER_RUN = "fake"
+BROWSER_RUN = "demo"
 
 
 def _demo_run_available() -> bool:

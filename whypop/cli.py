@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import sys
 from typing import Callable, Iterator
 
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # spinning OpenMP threads make torch several times slower when another process holds a core
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
