@@ -8,7 +8,6 @@ preprocessing is defined once here and used by training, extraction and the app.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,16 +121,6 @@ def _replace_head(model: "torch.nn.Module", num_classes: int) -> None:
         heads.head = nn.Linear(heads.head.in_features, num_classes)
         return
     raise ConfigError(f"cannot find the classification head of {type(model).__name__} to replace")
-
-
-def head_size(model: "torch.nn.Module") -> int:
-    """Number of outputs of the model's final linear layer."""
-    import torch.nn as nn
-
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not last:
-        raise ConfigError(f"{type(model).__name__} has no linear head")
-    return last[-1].out_features
 
 
 def layer_names(model: "torch.nn.Module") -> list[str]:
@@ -292,7 +281,3 @@ def load_current(store: "RunStore", device: str = "auto") -> LoadedModel:
     model = model_from_state(payload["arch"], payload["state_dict"], len(payload["genres"]))
     model = model.to(dev).eval()
     return LoadedModel(model, payload["arch"], list(payload["genres"]), int(payload["image_size"]), info["model_id"], dev, info["metrics"])
-
-
-def describe(loaded: LoadedModel) -> str:
-    return json.dumps({"arch": loaded.arch, "genres": loaded.genres, "image_size": loaded.image_size})
