@@ -1,12 +1,11 @@
 """Integration: ACE on the demo collection finds the planted concepts and flags the artefact.
 
 The demo plants one signature per genre (a sound in a known band and time span) and, in
-one genre, silent bands. Where the trained model actually relies on a genre's
-signature (hiding it costs the genre its probability), the most important concept of
-that genre must sit on it far more than random patches of the same songs do. A genre
-the model recognises by the absence of the other signatures (a "default" class: with
-four signatures, one genre can be told by elimination) has no such concept to find;
-the extraction reports that instead of pretending.
+one genre, silent bands. For every genre, the most important significant concept must
+sit on its signature far more than random patches of the same songs do. The extraction
+also records how much the model relies on each signature (the genre's probability with
+the signature hidden); with four genres one can partly be told by elimination, so that
+figure is reported, not required.
 """
 
 from __future__ import annotations
@@ -23,12 +22,11 @@ def _summary(demo_run):
 def test_top_concepts_sit_on_the_planted_signatures(demo_run):
     _, ex, summary = _summary(demo_run)
     genres = summary["genres"]
-    relied = [g for g, v in genres.items() if v["reliance"]["relies_on_signature"]]
-    assert len(relied) >= 2, {g: v["reliance"] for g, v in genres.items()}
-    for g in relied:
-        v = genres[g]
+    assert len(genres) == 4
+    for g, v in genres.items():
         assert v["overlap"] is not None, f"{g}: no significant concept"
-        assert v["overlap"] > 2 * v["chance"], f"{g}: overlap {v['overlap']:.2f}, chance {v['chance']:.2f}"
+        assert v["overlap"] > 3 * v["chance"], f"{g}: overlap {v['overlap']:.2f}, chance {v['chance']:.2f}"
+        assert 0 <= v["reliance"]["p_signature_hidden"] <= 1
     assert ex["timings"]["total"] < 60
 
 
@@ -46,4 +44,5 @@ def test_status_reports_overlap_and_chance(demo_run):
     from pipelines.status import format_status
 
     text = format_status(RunStore(demo_run).status())
-    assert text.count("top concept overlaps planted signature") >= 2
+    assert text.count("top concept overlaps planted signature") == 4
+    assert text.count("with it hidden") == 4  # the reliance figures
