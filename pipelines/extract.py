@@ -451,8 +451,9 @@ class _Writer:
         genres = {}
         for g, info in self.genres.items():
             mine = [i for i, c in enumerate(self.concepts) if c["genre"] == g]
-            top = _top(self.concepts, self.extra, mine, exclude_dark=True)
-            top_any = _top(self.concepts, self.extra, mine, exclude_dark=False)
+            null = info["null_mean"]
+            top = _top(self.concepts, self.extra, mine, null, exclude_dark=True)
+            top_any = _top(self.concepts, self.extra, mine, null, exclude_dark=False)
             overlap = None
             if info["_planted"] and top is not None:
                 overlap = self.extra[top]["signature_overlap"]
@@ -517,18 +518,21 @@ class _Writer:
         }
 
 
-def _top(concepts: list[dict], extra: list[dict], indices: list[int], exclude_dark: bool) -> int | None:
+def _top(concepts: list[dict], extra: list[dict], indices: list[int], null_mean: float,
+         exclude_dark: bool) -> int | None:
     """Index of the most important concept of a genre, or None.
 
-    Candidates are the significant concepts that push the class up (mean TCAV score
-    above 0.5). The sign-count score saturates (many concepts score 1.0 once the score
+    Candidates are the significant concepts that push the class up: mean TCAV score
+    above 0.5 and above the random null's mean (the test is two-sided, and a concept
+    scoring 0.55 against a null of 0.9 is significant for being *less* important than
+    a random direction). The sign-count score saturates (many concepts score 1.0 once the score
     images' gradients agree), so candidates are ranked by the TCAV magnitude, the mean
     directional derivative along their CAVs: how strongly they raise the class logit.
     """
     best = None
     for i in indices:
         c = concepts[i]
-        if not c["significant"] or c["tcav_mean"] <= 0.5:
+        if not c["significant"] or c["tcav_mean"] <= max(0.5, null_mean):
             continue
         if exclude_dark and any(f["flag"] in DARK_FLAGS for f in c["flags"]):
             continue

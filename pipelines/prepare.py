@@ -117,7 +117,8 @@ def generate_demo_collection(cfg: Config, store: RunStore, progress: Progress | 
             root, genres=d.genres, clips_per_genre=d.clips_per_genre, clip_seconds=d.clip_seconds,
             sample_rate=d.sample_rate, seed=d.seed,
             artefact_genre=None if d.artefact_genre < 0 else d.artefact_genre,
-            artefact_share=d.artefact_share, split=d.split, progress=progress,
+            artefact_share=d.artefact_share, artefact_signature_db=d.artefact_signature_db, split=d.split,
+            progress=progress,
         )
     except ValueError as exc:  # the generator names the bad setting
         raise ConfigError(f"demo settings: {exc}") from None

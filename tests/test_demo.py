@@ -120,7 +120,8 @@ def test_signatures_never_raise_the_spectrogram_peak(demo):
     """Images are scaled relative to the clip's peak: a signature must not set that peak.
 
     Otherwise the whole image of its genre darkens (a kick added 10-17 dB) and a model can
-    tell the genre from the brightness alone. The mel analysis is the demo config's.
+    tell the genre from the brightness alone. The peak is the hum's, in every clip. The
+    mel analysis is the demo config's.
     """
     from whypop import demo as D
     from whypop.audio import mel_power
@@ -132,23 +133,21 @@ def test_signatures_never_raise_the_spectrogram_peak(demo):
         genre, index = D.GENRE_SIGNATURES.index(c.signature.label), int(c.track_id.rsplit("-", 1)[1])
         bg_rng = np.random.default_rng(np.random.SeedSequence([3, genre, index]).spawn(3)[0])
         background = D._background(bg_rng, int(SECONDS * SR), SR) * 10 ** (D._BACKGROUND_RMS_DBFS / 20)
+        background += D._hum(background, SR)
         clip = sf.read(c.path, dtype="float32")[0]
         rise_db = 10 * np.log10(mel_power(clip, cfg).max() / mel_power(background, cfg).max())
         assert rise_db < 0.3, (c.track_id, rise_db)
 
 
-# Band-average energy of the signature over the same region of other clips: the kick is
-# held down by the peak rule (its thumps reach the background's loudest bin, but its band
-# is only about 2 dB above the background's on average); the others are far above.
-SEPARATION = {"Kick": 1.3}
+HUM_CLEAR = 60.0  # Hz: below this, the STFT leakage of the demo's 20 Hz hum fills every clip
 
 
 def test_signature_energy_separates_genres(demo, powers):
-    """In-box energy of a genre's clips is above the same region in other genres' clips."""
+    """In-box energy of a genre's clips is far above the same region in other genres' clips."""
     _, clips, _ = demo
     for genre, members in by_genre(clips).items():
         f0, f1 = members[0].signature.f0, members[0].signature.f1
-        band = (FREQS >= f0) & (FREQS <= f1)
+        band = (FREQS >= max(f0, HUM_CLEAR)) & (FREQS <= f1)
         # per clip, the band's mean power in every frame: boxes of this genre only differ in time
         profile = {c.track_id: powers[c.track_id][:, band].mean(axis=1) for c in clips}
         others = [c.track_id for c in clips if c.genre != genre]
@@ -161,11 +160,9 @@ def test_signature_energy_separates_genres(demo, powers):
             outside.append(profile[c.track_id][away].mean())
             cross.append(np.mean([profile[o][inside].mean() for o in others]))
         own, cross, outside = map(np.asarray, (own, cross, outside))
-        ratio = SEPARATION.get(genre, 5.0)
-        assert own.mean() / cross.mean() > ratio, genre
-        assert own.mean() / outside.mean() > ratio, genre  # in-box vs same band, rest of the clip
-        if genre not in SEPARATION:
-            assert np.all(own > 2 * outside), genre  # every clip: clearly above its own background
+        assert own.mean() / cross.mean() > 5, genre
+        assert own.mean() / outside.mean() > 5, genre  # in-box vs same band, rest of the clip
+        assert np.all(own > 1.5 * outside), genre  # every clip: above its own background
 
 
 def test_background_does_not_depend_on_genre(demo, powers):
@@ -269,13 +266,10 @@ def test_every_signature_kind_is_planted_in_its_band(tmp_path):
         b = c.signature
         p = stft_power(sf.read(c.path, dtype="float64")[0])
         t = frame_times(p)
-        band = (FREQS >= b.f0) & (FREQS <= b.f1)
+        band = (FREQS >= max(b.f0, HUM_CLEAR)) & (FREQS <= b.f1)
         inside = p[np.ix_((t >= b.t0) & (t <= b.t1), band)].mean()
         away = p[np.ix_((t < b.t0 - MARGIN) | (t > b.t1 + MARGIN), band)].mean()
-        if b.label == "kick":  # held down by the peak rule: its thumps, not its band average, stand out
-            assert inside > 0.8 * away, c.track_id
-        else:
-            assert inside > 2 * away, c.track_id
+        assert inside > 2 * away, c.track_id
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,7 @@ class DemoConfig:
     seed: int = 0
     artefact_genre: int = 3  # index of the genre that gets silent bands; -1 for none
     artefact_share: float = 0.7
+    artefact_signature_db: float = -12.0  # the signature's level in clips with the artefact (dB)
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
 
     def validate(self) -> None:
@@ -104,6 +105,8 @@ class DemoConfig:
             raise ConfigError(f"demo.artefact_genre={self.artefact_genre}: -1 (none) or 0..{self.genres - 1}")
         if not 0 <= self.artefact_share <= 1:
             raise ConfigError(f"demo.artefact_share={self.artefact_share}: must be in [0, 1]")
+        if not -30 <= self.artefact_signature_db <= 0:
+            raise ConfigError(f"demo.artefact_signature_db={self.artefact_signature_db}: must be in [-30, 0] dB")
 
 
 @dataclass(frozen=True)

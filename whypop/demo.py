@@ -11,18 +11,23 @@ concepts ACE finds sit on it.
 Optionally one genre also carries a deliberate *artefact*: in a share of its clips a
 silent band, either a time interval with the audio zeroed or a frequency band zeroed
 over the whole clip (the audio counterpart of the black augmentation bands a model
-may wrongly learn). Artefacts never overlap the signature.
+may wrongly learn). Artefacts never overlap the signature. In the clips with an
+artefact the signature can be made quieter (``artefact_signature_db``), so that the
+artefact carries information the signature does not always give, as a recording
+artefact that comes with a genre's productions would: the model then learns it.
 
-Levels: the background is loudness-normalised (RMS -30 dBFS for every clip), so its
+Levels: the background is loudness-normalised (RMS -40 dBFS for every clip), so its
 level carries no genre information; the signature is set 8-14 dB above the
 background's power in its band (during its segment and over the whole clip, whichever
-is higher, and at least -15 dB of the background's full-band power), but never above
-the background's loudest mel-spectrogram bin: spectrograms are scaled in decibels
-relative to the clip's peak, and a signature that raised the peak (a kick easily adds
-10-17 dB) would darken the whole image, letting a model recognise the genre from the
-overall brightness instead of the sound (a 4-genre model did exactly that with Kick).
-Peaks land around -11 dBFS; a ceiling scales a clip down only if it would exceed
--1 dBFS (rare, so the gain stays independent of the genre).
+is higher, and at least -15 dB of the background's full-band power). Spectrograms are
+scaled in decibels relative to the clip's peak, so a signature that raised the peak (a
+kick easily adds 10-17 dB over the noise) would darken its whole image and let a model
+recognise the genre from the overall brightness instead of the sound (a 4-genre model
+did exactly that with Kick). So every clip carries a steady 20 Hz hum 16 dB above the
+background's loudest mel bin: it sets the peak of every spectrogram alike (a bright
+bottom row), and a signature is still held down in the rare clip where it would rise
+above it. Peaks land around -4 dBFS; a ceiling scales a clip down only if it would
+exceed -1 dBFS (rare, so the gain stays independent of the genre).
 
 Determinism: each clip's random streams come from ``(seed, genre index, clip index)``,
 so the same arguments write byte-identical files, and a clip does not change when
@@ -46,7 +51,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("training", "validation", "test")
 PEAK_CEILING = 10 ** (-1 / 20)  # -1 dBFS
-_BACKGROUND_RMS_DBFS = -30.0  # background loudness (RMS over the clip), dBFS
+_BACKGROUND_RMS_DBFS = -40.0  # background loudness (RMS over the clip), dBFS: headroom for the hum
 _SIGNATURE_SNR_DB = (8.0, 14.0)  # signature power over background power, in its box
 _SIGNATURE_FLOOR = 10 ** (-15 / 10)  # signature power at least -15 dB of the background's
 _SIGNATURE_SPAN = (0.25, 0.5)  # segment length, share of the clip (1-2 s of a 4 s clip)
@@ -57,6 +62,8 @@ _RAMP = 0.005  # seconds of ramp just outside a silent interval (no clicks)
 _GAP_SECONDS = 0.020  # kept between a silent interval and the signature
 _GAP_MEL = 0.01  # share of the mel range kept between a silent band and the signature
 _MIN_SAMPLE_RATE = 22050  # the hats signature reaches 10.5 kHz
+_HUM_HZ = 20.0  # the steady hum that sets every spectrogram's peak (below every signature band)
+_HUM_DB = 16.0  # its mel peak over the background's loudest mel bin
 _PEAK_RISE_DB = 0.1  # how far a signature may raise the clip's mel-spectrogram peak
 _PEAK_ANALYSIS = dict(n_fft=1024, hop_length=256, n_mels=128)  # the demo config's mel analysis
 
@@ -393,13 +400,25 @@ def _plant_artefact(
         return PlantedBox("artefact", "silent-band", start / sr, (start + width) / sr, 0.0, sr / 2)
     width = rng.uniform(*_ARTEFACT_MEL_SPAN)
     avoid = (hz_to_mel_fraction(signature.f0, sr), hz_to_mel_fraction(signature.f1, sr))
-    m0 = _pick_interval(rng, 0.0, 1.0, width, avoid, _GAP_MEL)
+    lowest = hz_to_mel_fraction(2 * _HUM_HZ, sr)  # keep the hum: it sets the image's scale
+    m0 = _pick_interval(rng, lowest, 1.0, width, avoid, _GAP_MEL)
     f0, f1 = _mel_fraction_to_hz(m0, sr), _mel_fraction_to_hz(min(m0 + width, 1.0), sr)
     spec = scipy.fft.rfft(audio)  # exact length: the band is zero over the whole clip
     freqs = np.fft.rfftfreq(n, 1 / sr)
     spec[(freqs >= f0) & (freqs <= f1)] = 0
     audio[:] = scipy.fft.irfft(spec, n)
     return PlantedBox("artefact", "silent-band", 0.0, seconds, f0, f1)
+
+
+def _hum(bg: np.ndarray, sr: int) -> np.ndarray:
+    """A steady sine at ``_HUM_HZ`` whose mel peak is ``_HUM_DB`` over that of ``bg``."""
+    from whypop.audio import mel_power
+    from whypop.config import AudioConfig
+
+    cfg = AudioConfig(sample_rate=sr, **_PEAK_ANALYSIS)
+    hum = np.sin(2 * np.pi * _HUM_HZ * np.arange(bg.size) / sr)
+    ratio = float(mel_power(bg, cfg).max()) / float(mel_power(hum, cfg).max())
+    return hum * math.sqrt(ratio * 10 ** (_HUM_DB / 10))
 
 
 def _peak_safe_gain(bg: np.ndarray, start: int, x: np.ndarray, gain: float, sr: int) -> float:
@@ -432,12 +451,13 @@ def _peak_safe_gain(bg: np.ndarray, start: int, x: np.ndarray, gain: float, sr: 
 
 
 def _render_clip(
-    seed: int, genre: int, index: int, n: int, sr: int, artefact: bool
+    seed: int, genre: int, index: int, n: int, sr: int, artefact: bool, artefact_signature_db: float = 0.0,
 ) -> tuple[np.ndarray, tuple[PlantedBox, ...]]:
     """One clip's int16 samples and planted boxes; depends only on the arguments."""
     bg_rng, sig_rng, art_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, genre, index]).spawn(3))
     sig = _SIGNATURES[genre]
     bg = _background(bg_rng, n, sr) * 10 ** (_BACKGROUND_RMS_DBFS / 20)
+    hum = _hum(bg, sr)
     start, end, x = _signature_segment(sig_rng, sig, n, sr)
     seg = bg[start:end]
     # above the band's background both during the segment and over the whole clip
@@ -447,6 +467,9 @@ def _render_clip(
         _SIGNATURE_FLOOR * float(np.mean(seg**2)),
     )
     target *= 10 ** (sig_rng.uniform(*_SIGNATURE_SNR_DB) / 10)
+    if artefact:
+        target *= 10 ** (artefact_signature_db / 10)
+    bg += hum  # after the level of the signature is set: the hum is no part of its band's background
     gain = _peak_safe_gain(bg, start, x, math.sqrt(target / (float(np.mean(x**2)) + 1e-30)), sr)
     audio = bg.copy()
     audio[start : start + x.size] += x * gain
@@ -483,6 +506,7 @@ def _artefact_flags(splits: list[str], share: float, rng: np.random.Generator) -
 def _validate(
     genres: int, clips_per_genre: int, clip_seconds: float, sample_rate: int, seed: int,
     artefact_genre: int | None, artefact_share: float, split: tuple[float, float, float],
+    artefact_signature_db: float = 0.0,
 ) -> None:
     def is_int(v: object) -> bool:
         return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -499,6 +523,8 @@ def _validate(
         raise ValueError(f"seed={seed!r}: a non-negative integer")
     if artefact_genre is not None and (not is_int(artefact_genre) or not 0 <= artefact_genre < genres):
         raise ValueError(f"artefact_genre={artefact_genre!r}: None or 0..{genres - 1} (genres={genres})")
+    if not isinstance(artefact_signature_db, (int, float)) or not -30.0 <= artefact_signature_db <= 0.0:
+        raise ValueError(f"artefact_signature_db={artefact_signature_db!r}: allowed -30..0 dB")
     if not 0.0 <= artefact_share <= 1.0:
         raise ValueError(f"artefact_share={artefact_share!r}: allowed 0..1")
     if len(split) != 3 or any(not 0 <= s <= 1 for s in split) or abs(sum(split) - 1) > 1e-6:
@@ -516,18 +542,21 @@ def generate_demo(
     artefact_genre: int | None = 3,
     artefact_share: float = 0.7,
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    artefact_signature_db: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[DemoClip]:
     """Write the demo collection as ``out_dir/<Genre>/<track_id>.wav`` (16-bit mono).
 
     Genre i is ``GENRE_SIGNATURES[i]`` capitalised. ``artefact_genre`` (an index, or
-    None) gets a silent band in a share ``artefact_share`` of its clips (per split).
+    None) gets a silent band in a share ``artefact_share`` of its clips (per split),
+    whose signature is ``artefact_signature_db`` louder (negative: quieter).
     ``split`` gives training/validation/test shares, assigned per genre with ``seed``.
     Same arguments, same bytes; stale ``demo-*.wav`` clips of an earlier run in the genre
     folders are removed so a folder reader sees exactly this collection.
     Raises ValueError naming any bad argument. Returns clips in genre, then index order.
     """
-    _validate(genres, clips_per_genre, clip_seconds, sample_rate, seed, artefact_genre, artefact_share, split)
+    _validate(genres, clips_per_genre, clip_seconds, sample_rate, seed, artefact_genre, artefact_share, split,
+              artefact_signature_db)
     import soundfile as sf
 
     out_dir = Path(out_dir)
@@ -542,7 +571,7 @@ def generate_demo(
         splits = _split_labels(clips_per_genre, split, plan_rng)
         flags = _artefact_flags(splits, artefact_share, plan_rng) if g == artefact_genre else [False] * clips_per_genre
         for i in range(clips_per_genre):
-            pcm, boxes = _render_clip(seed, g, i, n, sample_rate, flags[i])
+            pcm, boxes = _render_clip(seed, g, i, n, sample_rate, flags[i], artefact_signature_db)
             track_id = f"demo-{label}-{i:04d}"
             path = folder / f"{track_id}.wav"
             tmp = folder / f"{track_id}.wav.tmp"
