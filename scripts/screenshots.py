@@ -6,7 +6,10 @@ Serves the dashboard for a run (build one first with `whypop demo --no-serve`), 
 in Debian's Chromium through Playwright (no browser download), selects the most
 important concept of the first genre and one of its songs through the URL (the
 selection lives there), hovers the concept, and saves one PNG per panel plus the whole
-page.
+page. On a demo run it also takes the two case studies of docs/case_studies.md: the
+most important concept of the genre whose top concept sits best on its planted
+signature (``case-signature-*.png``), and the flagged concept on the planted silent
+bands (``case-artefact-*.png``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-net
 PANELS = ("importance", "clusters", "examples", "radar", "song")
 
 
+def _view(store, extraction_id: int, concept_id: int) -> dict:
+    patches = store.patches(extraction_id, concept_id)
+    return {"extraction": extraction_id, "concept": concept_id, "song": patches[0]["track_id"], "features": "audio"}
+
+
 def pick(run: Path) -> dict:
     """The view to show: the latest extraction, its strongest significant concept and a song of it."""
     from whypop.store import RunStore
@@ -32,9 +40,47 @@ def pick(run: Path) -> dict:
     ex = store.extraction()
     concepts = store.concepts(ex["extraction_id"])
     best = max(concepts, key=lambda c: (c["significant"] and not c["flags"], c["tcav_mean"]))
-    patches = store.patches(ex["extraction_id"], best["concept_id"])
-    return {"extraction": ex["extraction_id"], "concept": best["concept_id"],
-            "song": patches[0]["track_id"], "features": "audio"}
+    return _view(store, ex["extraction_id"], best["concept_id"])
+
+
+def case_views(run: Path) -> dict[str, dict]:
+    """The case studies' views on a demo run (none without planted ground truth)."""
+    from whypop.store import RunStore
+
+    store = RunStore(run)
+    ex = store.extraction()
+    summary = ex["summary"] or {}
+    genres = {g: v for g, v in (summary.get("genres") or {}).items() if v.get("overlap") is not None}
+    out = {}
+    if genres:
+        genre = max(genres, key=lambda g: genres[g]["overlap"] / max(genres[g]["chance"], 1e-9))
+        out["signature"] = _view(store, ex["extraction_id"], genres[genre]["top_concept"])
+    flagged = (summary.get("artefact") or {}).get("flagged_on_planted") or []
+    if flagged:
+        concepts = {c["concept_id"]: c for c in store.concepts(ex["extraction_id"])}
+        out["artefact"] = _view(store, ex["extraction_id"], max(flagged, key=lambda c: concepts[c]["tcav_mean"]))
+    return out
+
+
+def shoot(page, base: str, view: dict, out: Path, prefix: str, panels: tuple[str, ...] = PANELS) -> None:
+    """Open a view, hover its concept, save the page and the chosen panels."""
+    page.goto(f"{base}/?{urlencode(view)}", wait_until="load")
+    page.wait_for_function("() => document.querySelectorAll('img.whypop-patch').length > 0 && "
+                           "Array.from(document.querySelectorAll('img')).every(i => i.complete)")
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4")
+    # hover the selected concept in panel 1 (plotly's own hover event -> the highlight)
+    page.evaluate("""(cid) => {
+        const gd = document.querySelector("[id='{\\"part\\":\\"graph\\",\\"whypop\\":\\"importance\\"}'] .js-plotly-plot");
+        gd.data.forEach((tr, i) => { if (tr.meta === 'concepts') { const j = tr.customdata.indexOf(cid);
+            if (j >= 0) Plotly.Fx.hover(gd, [{curveNumber: i, pointNumber: j}]); } });
+    }""", view["concept"])
+    page.wait_for_timeout(1500)
+    if prefix == "panel":
+        page.screenshot(path=str(out / "dashboard.png"), full_page=True)
+    cards = page.locator(".whypop .card.shadow-sm")  # the five panels, in order
+    for i, name in enumerate(PANELS):
+        if name in panels:
+            cards.nth(i).screenshot(path=str(out / f"{prefix}-{i + 1}-{name}.png"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,32 +101,21 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     view = pick(Path(args.run))
+    cases = case_views(Path(args.run))
     server = make_server("127.0.0.1", 0, create_app(args.run, read_only=True).server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/?{urlencode(view)}"
+    base = f"http://127.0.0.1:{server.server_port}"
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
-            page.goto(url, wait_until="load")
-            page.wait_for_function("() => document.querySelectorAll('img.whypop-patch').length > 0 && "
-                                   "Array.from(document.querySelectorAll('img')).every(i => i.complete)")
-            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4")
-            # hover the selected concept in panel 1 (plotly's own hover event -> the highlight)
-            page.evaluate("""(cid) => {
-                const gd = document.querySelector("[id='{\\"part\\":\\"graph\\",\\"whypop\\":\\"importance\\"}'] .js-plotly-plot");
-                gd.data.forEach((tr, i) => { if (tr.meta === 'concepts') { const j = tr.customdata.indexOf(cid);
-                    if (j >= 0) Plotly.Fx.hover(gd, [{curveNumber: i, pointNumber: j}]); } });
-            }""", view["concept"])
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out / "dashboard.png"), full_page=True)
-            cards = page.locator(".whypop .card.shadow-sm")  # the five panels, in order
-            for i, name in enumerate(PANELS):
-                cards.nth(i).screenshot(path=str(out / f"panel-{i + 1}-{name}.png"))
+            shoot(page, base, view, out, "panel")
+            for name, case in cases.items():
+                shoot(page, base, case, out, f"case-{name}", ("importance", "examples", "song"))
             browser.close()
     finally:
         server.shutdown()
-    print(f"screenshots of {url} in {out}")
+    print(f"screenshots of {base}/?{urlencode(view)} and {len(cases)} case studies in {out}")
     return 0
 
 

@@ -27,7 +27,6 @@ def test_top_concepts_sit_on_the_planted_signatures(demo_run):
         assert v["overlap"] is not None, f"{g}: no significant concept"
         assert v["overlap"] > 3 * v["chance"], f"{g}: overlap {v['overlap']:.2f}, chance {v['chance']:.2f}"
         assert 0 <= v["reliance"]["p_signature_hidden"] <= 1
-    assert ex["timings"]["total"] < 60
 
 
 def test_the_planted_artefact_is_flagged_and_nothing_else(demo_run):
