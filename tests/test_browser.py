@@ -13,10 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -25,15 +21,10 @@ from pathlib import Path
 import pytest
 
 from app_fixtures import make_fake_run
-from conftest import need_tool
+from servers import ThreadServer, _wait_http, chromium, start_gunicorn, stop_process  # noqa: F401 (chromium: fixture)
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic", "--autoplay-policy=no-user-gesture-required",
-]
 TIMEOUT_MS = 20_000
 
 
@@ -57,20 +48,6 @@ def dashboard_run(request, tmp_path_factory) -> Path:
     if choice == "demo" or (choice == "auto" and _demo_run_available()):
         return request.getfixturevalue("demo_run")
     return make_fake_run(tmp_path_factory.mktemp("browser") / "run")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    path = need_tool("chromium", "the browser tests drive headless Chromium")
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-    try:
-        yield browser
-    finally:
-        browser.close()
-        pw.stop()
 
 
 @dataclass(frozen=True)
@@ -102,67 +79,6 @@ def _target(run: Path) -> Target:
     data.store.close()
     return Target(view.extraction_id, c.concept_id, frozenset(view.similar.get(c.concept_id, ())), members,
                   c.cluster, len(examples), tuple(dict.fromkeys(e.track_id for e in examples)))
-
-
-# -- servers ----------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ThreadServer:
-    """A werkzeug server for a Flask app in a background thread."""
-
-    def __init__(self, wsgi_app):
-        from werkzeug.serving import make_server
-
-        self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.thread.join(10)
-
-
-def _wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
-def start_gunicorn(run: Path, prefix: str, log: Path, workers: int = 2) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = {**os.environ, "WHYPOP_RUN": str(run), "WHYPOP_PREFIX": prefix, "WHYPOP_BIND": f"127.0.0.1:{port}",
-           "WEB_CONCURRENCY": str(workers), "WHYPOP_SECRET_KEY": "browser-test"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(REPO / "config" / "gunicorn.conf.py"),
-         "whypop.app.server:create_server()"],
-        cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 # -- the flow -----------------------------------------------------------------------------------------

@@ -135,3 +135,18 @@ def test_sigkill_mid_job_is_reaped(store, monkeypatch):
     monkeypatch.setattr(pipelines.extract, "run", fake_extract())
     eid = jobs.run_extraction_job(store, nxt.job_id)
     assert store.extraction()["extraction_id"] == eid
+
+
+def test_overall_fraction_runs_once_from_0_to_1():
+    genres = ["Hats", "Kick"]
+    stages = [("random sets: loading", 60), ("random sets: patches", 60), ("random sets: activations", 60)]
+    for g in genres:
+        stages += [(f"{g}: loading", 12), (f"{g}: segments", 12), (f"{g}: activations", 430),
+                   (f"{g}: gradients", 8), (f"{g}: CAVs", 900)]
+    stages += [("summary", 1)]
+    seen = [jobs.overall_fraction(stage, done, total, genres)
+            for stage, total in stages for done in range(0, total + 1, max(1, total // 7))]
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+    assert seen == sorted(seen)  # one bar from 0 to 100%, never starting over
+    assert jobs.overall_fraction("clustering", 1, 2, genres) is None  # unknown step: the bar stays
+    assert jobs.overall_fraction("Kick: CAVs", 900, 900, genres) == 3 / 4

@@ -143,6 +143,33 @@ def validate_params(store: RunStore, params: dict[str, Any]):
     return cfg, genres
 
 
+_RANDOM_STEPS = ("loading", "patches", "activations")
+_GENRE_STEPS = ("loading", "segments", "activations", "gradients", "CAVs")
+
+
+def overall_fraction(stage: str, done: int, total: int, genres: list[str]) -> float | None:
+    """How far a whole extraction is, from one stage's progress (None for an unknown stage).
+
+    The random sets, each genre and the summary count as equal parts, and within a part
+    each of its steps too: a rough but steady measure (one bar from 0 to 100% rather
+    than one that starts over at every stage).
+    """
+    parts = len(genres) + 2
+    head, _, step = stage.partition(": ")
+    within = min(1.0, done / total) if total else 0.0
+    if stage == "summary":
+        part, steps = parts - 1, ("summary",)
+        step = "summary"
+    elif head == "random sets":
+        part, steps = 0, _RANDOM_STEPS
+    elif head in genres:
+        part, steps = 1 + genres.index(head), _GENRE_STEPS
+    else:
+        return None
+    i = steps.index(step) if step in steps else 0
+    return (part + (i + within) / len(steps)) / parts
+
+
 def run_extraction_job(
     store: RunStore,
     job_id: str,
@@ -151,7 +178,8 @@ def run_extraction_job(
     """Run a claimed extraction job in this process; returns the new extraction id.
 
     ``report(stage, fraction)`` is called with every progress step (the Dash progress
-    bar). Cancellation comes through :func:`request_cancel` (any process) or by killing
+    bar): ``stage`` names the step and its count ("Rock: activations 120/430"),
+    ``fraction`` is the whole job's progress (:func:`overall_fraction`). Cancellation comes through :func:`request_cancel` (any process) or by killing
     this process (the next claim reaps it).
     """
     import pipelines.extract
@@ -188,8 +216,11 @@ def run_extraction_job(
                     log.debug("heartbeat failed", exc_info=True)
 
     def progress(stage: str, done: int, total: int) -> None:
+        overall = overall_fraction(stage, done, total, job_genres)
         with lock:
-            state["stage"], state["fraction"] = stage, (done / total if total else 0.0)
+            state["stage"] = f"{stage} {done}/{total}" if total else stage
+            if overall is not None:  # never backwards
+                state["fraction"] = max(state["fraction"], overall)
             beat()
         if report:
             report(stage, state["fraction"])
@@ -200,6 +231,7 @@ def run_extraction_job(
 
     thread = threading.Thread(target=heartbeat_loop, daemon=True)
     thread.start()
+    job_genres: list[str] = list(job["params"].get("genres") or store.genres())
     try:
         cfg, genres = validate_params(store, job["params"])
         extraction_id = pipelines.extract.run(cfg, store, progress, genres=genres, job_id=job_id, cancel=cancel)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -32,10 +33,19 @@ FIELDS = ("layer", "n_clusters", "segments", "random_experiments", "discovery_im
 
 @functools.lru_cache(maxsize=4)
 def model_layers(arch: str, n_classes: int) -> tuple[str, ...]:
-    """Layer names of the run's architecture (built on the CPU without weights)."""
+    """Layer names of the run's architecture, built on torch's meta device (no weights, no computation).
+
+    Building it for real would run torch's OpenMP code in the process that builds the app
+    (gunicorn's master, the Celery worker's main process), and a process forked from that
+    thread afterwards (a Celery prefork pool child running the job) hangs in its first
+    parallel torch operation.
+    """
+    import torch
+
     from whypop.model import build_model, layer_names
 
-    return tuple(layer_names(build_model(arch, max(2, n_classes))))
+    with torch.device("meta"):
+        return tuple(layer_names(build_model(arch, max(2, n_classes))))
 
 
 def parse_form(layer: Any, n_clusters: Any, segments: Any, random_experiments: Any, discovery_images: Any,
@@ -122,6 +132,10 @@ def layout(ctx: AppContext) -> list:
                 html.Div(id=ids.jobs("stage"), className="small text-muted mt-1"),
                 dbc.Progress(id=ids.jobs("progress"), value=0, max=100, className="mt-1", style={"height": "1.1rem"}),
                 html.Div(id=ids.jobs("result"), className="small mt-1"),
+                # one token per page load, passed to the job callback: Dash keys a background
+                # callback's progress and result by its arguments, so two tabs sending the same
+                # form would otherwise share (and steal each other's) progress and result
+                dcc.Store(id=ids.jobs("page"), data=uuid.uuid4().hex),
             ], className="pt-2"),
         ], id=ids.jobs("details"))),
     ], className="mb-3 whypop-jobs")]
@@ -148,6 +162,7 @@ def register(app, ctx: AppContext, manager) -> None:
         Output(ids.links("jobs-done"), "data"),
         Input(ids.jobs("start"), "n_clicks"),
         *form_states,
+        State(ids.jobs("page"), "data"),
         background=True,
         manager=manager,
         progress=[Output(ids.jobs("progress"), "value"), Output(ids.jobs("stage"), "children")],
@@ -155,8 +170,9 @@ def register(app, ctx: AppContext, manager) -> None:
                  (Output(ids.jobs("cancel"), "disabled"), False, True)],
         prevent_initial_call=True,
     )
-    def start(set_progress, n_clicks, *values):
-        return start_job(run_root, n_clicks, values, set_progress)
+    def start(set_progress, n_clicks, *values_and_page):
+        *values, _page = values_and_page  # the page token only makes Dash's result key unique
+        return start_job(run_root, n_clicks, tuple(values), set_progress)
 
     @app.callback(Output(ids.jobs("stage"), "children", allow_duplicate=True),
                   Input(ids.jobs("cancel"), "n_clicks"), prevent_initial_call=True)
@@ -185,7 +201,7 @@ def start_job(run_root: str, n_clicks: Any, values: tuple, set_progress) -> tupl
         return dbc.Alert(f"not started: {exc}", color="warning", className="py-1 px-2 mb-0"), no_update
 
     def report(stage: str, fraction: float) -> None:
-        set_progress((round(100 * fraction), f"{stage} ({100 * fraction:.0f}%)"))
+        set_progress((round(100 * fraction), f"{stage} ({100 * fraction:.0f}% of the job)"))
 
     claim = jobs.claim(store, "extract", params, started_by="dashboard")
     try:
