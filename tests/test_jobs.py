@@ -150,3 +150,51 @@ def test_overall_fraction_runs_once_from_0_to_1():
     assert seen == sorted(seen)  # one bar from 0 to 100%, never starting over
     assert jobs.overall_fraction("clustering", 1, 2, genres) is None  # unknown step: the bar stays
     assert jobs.overall_fraction("Kick: CAVs", 900, 900, genres) == 3 / 4
+
+
+SMALL_JOB = {"genres": ["Hats"], "discovery_images": 4, "random_experiments": 4, "n_clusters": 8, "segments": [10, 15]}
+
+
+def test_sigkill_mid_real_extraction_keeps_the_store_consistent(demo_run, tmp_path):
+    """A real extraction (the stage code of `whypop extract`) killed with SIGKILL mid-way."""
+    import subprocess
+    import sys
+
+    from jobs_form import copy_run
+    from whypop.app.data import AppData
+
+    root = copy_run(demo_run, tmp_path / "run")
+    store = RunStore(root)
+    before = [e["extraction_id"] for e in store.extractions()]
+    claim = jobs.claim(store, "extract", {**SMALL_JOB, "genres": [], "random_experiments": 40}, "test")
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from whypop import jobs; from whypop.store import RunStore; "
+         "jobs.run_extraction_job(RunStore(sys.argv[1]), sys.argv[2])", str(root), claim.job_id],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and child.poll() is None:
+            job = jobs.get(store, claim.job_id)
+            if ": activations" in (job.get("stage") or "") and list((root / "extractions").glob("*.partial")):
+                break
+            time.sleep(0.1)
+        assert child.poll() is None, child.stderr.read()
+        assert ": activations" in jobs.get(store, claim.job_id)["stage"], "the job never reached a genre's activations"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    # the next request reaps the killed job, removes its partial data and starts cleanly
+    nxt = jobs.claim(store, "extract", SMALL_JOB, "test")
+    assert nxt.created and nxt.job_id != claim.job_id
+    dead = jobs.get(store, claim.job_id)
+    assert dead["status"] == "failed" and "stopped" in dead["error"]
+    assert not list((root / "extractions").glob("*.partial"))
+    assert [e["extraction_id"] for e in store.extractions()] == before  # earlier results intact
+    view = AppData(RunStore(root)).view(before[-1])
+    assert view.concepts, "the earlier extraction no longer reads"
+    eid = jobs.run_extraction_job(store, nxt.job_id)
+    assert jobs.get(store, nxt.job_id)["status"] == "complete"
+    assert store.extraction()["extraction_id"] == eid and eid not in before
