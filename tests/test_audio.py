@@ -67,6 +67,13 @@ def test_channels_are_averaged(tmp_path):
     np.testing.assert_allclose(decoded.samples, 0.25 * x, atol=1e-6)
 
 
+def test_stereo_downmix_is_the_exact_mean():
+    data = _tone(44100, 2.0, channels=2)
+    data[::7] *= 1e-3  # a wide range of magnitudes
+    expected = (data[:, 0] + data[:, 1]) * np.float32(0.5)
+    assert np.array_equal(audio.downmix(data), expected)
+
+
 def test_real_ogg_fixture_mono_22k(audio_fixtures):
     img, decoded = audio.spectrogram_image(audio_fixtures / "openmic" / "000046_3840.ogg", CFG)
     _check_image(img)
@@ -209,7 +216,7 @@ def test_box_to_pixels_covers_the_whole_range():
 
 
 @pytest.mark.parametrize("preset", [AudioConfig(), AudioConfig(sample_rate=22050, hop_length=256, image_size=128)])
-@pytest.mark.parametrize("seconds", [3.0, 0.01])
+@pytest.mark.parametrize("seconds", [13.0, 3.0, 0.01])  # 13 s: more frames than one FFT batch
 def test_mel_power_equals_torchaudio(preset, seconds):
     import torch
     import torchaudio
@@ -232,6 +239,36 @@ def test_padding_shortcut_equals_padding_first():
     padded = audio.fix_length(x, int(CFG.duration * CFG.sample_rate))
     slow = audio.to_image(audio.power_to_unit(audio.mel_power(padded, CFG), CFG.top_db), SIZE)
     assert np.abs(fast.astype(int) - slow).max() <= 1
+
+
+@pytest.mark.parametrize("shape", [(128, 2584), (128, 174), (64, 300), (300, 50), (224, 224)])
+def test_resize_equals_pillow_bilinear(shape):
+    """The matrix resize reproduces Pillow's BILINEAR resize of a float image."""
+    from PIL import Image
+
+    values = np.random.default_rng(1).random(shape, dtype=np.float32)
+    h, w = shape
+    ref = np.asarray(Image.frombuffer("F", (w, h), values, "raw", "F", 0, 1).resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+    np.testing.assert_allclose(audio._resize(values.copy(), SIZE), ref, rtol=0, atol=1e-6)
+
+
+def test_resize_of_a_constant_tail_equals_filling_it():
+    values = np.random.default_rng(2).random((128, 2584), dtype=np.float32)
+    filled = values.copy()
+    filled[:, 300:] = -3.0
+    np.testing.assert_allclose(audio._resize(values, SIZE, used=300, fill=-3.0), audio._resize(filled, SIZE), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("seconds", [30.0, 2.0])
+def test_fast_image_equals_the_steps_in_sequence(seconds):
+    """dB after a floor and the affine map after the resize: the image of power_to_unit then to_image."""
+    x = _tone(44100, seconds, hz=3000.0)
+    x[: x.size // 3] *= 1e-3  # a quiet start: much of it below the -80 dB floor
+    fast = audio.spectrogram_from_samples(x, 44100, CFG)
+    padded = audio.fix_length(x, int(CFG.duration * CFG.sample_rate))
+    slow = audio.to_image(audio.power_to_unit(audio.mel_power(padded, CFG), CFG.top_db), SIZE)
+    diff = np.abs(fast.astype(int) - slow)
+    assert diff.max() <= 1 and diff.mean() < 0.01
 
 
 def test_22khz_sources_match_resampling_first(audio_fixtures):
