@@ -62,8 +62,12 @@ def case_views(run: Path) -> dict[str, dict]:
     return out
 
 
-def shoot(page, base: str, view: dict, out: Path, prefix: str, panels: tuple[str, ...] = PANELS) -> None:
-    """Open a view, hover its concept, save the page and the chosen panels."""
+def shoot(page, base: str, view: dict, out: Path, prefix: str, panels: tuple[str, ...] = PANELS,
+          only_concept: bool = False) -> None:
+    """Open a view, hover its concept, save the page and the chosen panels.
+
+    ``only_concept`` turns on panel 5's "only the selected concept" switch first.
+    """
     page.goto(f"{base}/?{urlencode(view)}", wait_until="load")
     page.wait_for_function("() => document.querySelectorAll('img.whypop-patch').length > 0 && "
                            "Array.from(document.querySelectorAll('img')).every(i => i.complete)")
@@ -74,6 +78,9 @@ def shoot(page, base: str, view: dict, out: Path, prefix: str, panels: tuple[str
         gd.data.forEach((tr, i) => { if (tr.meta === 'concepts') { const j = tr.customdata.indexOf(cid);
             if (j >= 0) Plotly.Fx.hover(gd, [{curveNumber: i, pointNumber: j}]); } });
     }""", view["concept"])
+    if only_concept:
+        with page.expect_response(lambda r: "?concept=" in r.url):
+            page.get_by_label("only the selected concept").check()
     page.wait_for_timeout(1500)
     if prefix == "panel":
         page.screenshot(path=str(out / "dashboard.png"), full_page=True)
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
             shoot(page, base, view, out, "panel")
             for name, case in cases.items():
-                shoot(page, base, case, out, f"case-{name}", ("importance", "examples", "song"))
+                shoot(page, base, case, out, f"case-{name}", ("importance", "examples", "song"), only_concept=True)
             browser.close()
     finally:
         server.shutdown()

@@ -192,6 +192,26 @@ def test_song_callbacks(dash_app, data):
     assert [o["value"] for o in options] == list(data.view(2).discovery["Kick"])
 
 
+def test_song_view_narrowed_to_the_selected_concept(dash_app, data):
+    placements = data.placements(2, "bells_01")
+    concept = placements[0].concept_id
+    mine = [p for p in placements if p.concept_id == concept]
+    assert 0 < len(mine) < len(placements)  # the fake song holds this concept and others
+    inputs = {K(ids.links("song"), "data"): "bells_01", K(ids.links("extraction"), "data"): 2,
+              K(ids.links("concept"), "data"): concept}
+    out = dash_app.call((ids.song("graph"), "figure"), {**inputs, K(ids.song("only"), "value"): True})
+    fig = _get(out, ids.song("graph"), "figure")
+    assert fig["layout"]["images"][0]["source"] == f"/img/song/2/bells_01.png?concept={concept}"
+    assert len(fig["layout"]["shapes"]) == 1 + len(mine)  # the playhead and this concept's patches
+    assert {a["text"] for a in fig["layout"]["annotations"]} == {mine[0].name}
+    assert f"{len(mine)} of its {len(placements)} concept patches" in _get(out, ids.song("caption"), "children")
+    # switched off, or on with no concept selected: every patch
+    for only, cid in ((False, concept), (True, None)):
+        out = dash_app.call((ids.song("graph"), "figure"),
+                            {**inputs, K(ids.links("concept"), "data"): cid, K(ids.song("only"), "value"): only})
+        assert len(_get(out, ids.song("graph"), "figure")["layout"]["shapes"]) == 1 + len(placements)
+
+
 def test_callbacks_under_a_prefix_use_prefixed_urls(fake_run):  # noqa: F811
     d = Dash(create_app(fake_run, prefix="/tools/whypop/"))
     out = d.call((ids.song("graph"), "figure"), {K(ids.links("song"), "data"): "kick_00", K(ids.links("extraction"), "data"): 2})

@@ -39,6 +39,20 @@ def test_images_by_id(client):
     assert song.shape == (128, 128, 3)
 
 
+
+def test_song_image_of_one_concept(client, fake_run):  # noqa: F811
+    from whypop.app.data import AppData
+    from whypop.store import RunStore
+
+    placements = AppData(RunStore(fake_run)).placements(2, "bells_00")
+    concept = placements[0].concept_id
+    everything = _png(client.get("/img/song/2/bells_00.png"))
+    mine = _png(client.get(f"/img/song/2/bells_00.png?concept={concept}"))
+    coloured = lambda im: (im[..., 0] != im[..., 1]) | (im[..., 1] != im[..., 2])  # noqa: E731 - grey is r == g == b
+    assert coloured(mine).any() and coloured(mine).sum() < coloured(everything).sum()
+    assert not (coloured(mine) & ~coloured(everything)).any()  # a subset of the full view's colour
+
+
 def test_images_cache_headers_and_etag(client):
     r = client.get("/img/patch/2/101/1.png")
     assert r.status_code == 200 and "max-age" in r.headers["Cache-Control"] and r.headers.get("ETag")
@@ -62,6 +76,9 @@ def test_images_cache_headers_and_etag(client):
     "/img/context/2/101/%2e%2e.png",
     "/img/song/2/nope.png",
     "/img/song/9/bells_00.png",
+    "/img/song/2/bells_00.png?concept=999",   # unknown concept
+    "/img/song/2/bells_00.png?concept=1e1",
+    "/img/song/2/bells_00.png?concept=",
     "/img/other/thing.png",
     "/img/",
     "/audio/nope",

@@ -200,6 +200,16 @@ def exercise(page, base: str, t: Target) -> None:
         f"() => {{ const a = document.querySelector({json.dumps(AUDIO)}); const gd = document.querySelector({json.dumps(P5)}); "
         "const target = gd._fullLayout.xaxis.range[1] * 0.25; return Math.abs(a.currentTime - target) < 0.3; }")
 
+    # 7. "only the selected concept": panel 5 keeps just that concept's patches (image and outlines)
+    with page.expect_response(lambda r: f"/{song}.png?concept={t.concept}" in r.url and r.status == 200):
+        page.get_by_label("only the selected concept").check()  # the browser fetches the narrowed image
+    page.wait_for_function(
+        f"() => {{ const gd = document.querySelector({json.dumps(P5)}); return gd && gd.layout.images.length && "
+        f"gd.layout.images[0].source.endsWith('/{song}.png?concept={t.concept}'); }}")
+    texts = page.evaluate(f"() => document.querySelector({json.dumps(P5)}).layout.annotations.map(a => a.text)")
+    shapes = page.evaluate(f"() => document.querySelector({json.dumps(P5)}).layout.shapes.length")
+    assert texts and len(set(texts)) == 1 and shapes == 1 + len(texts), (texts, shapes)
+
     assert not bad, bad
     assert not errors, errors
 

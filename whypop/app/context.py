@@ -27,8 +27,10 @@ class AppContext:
     def context_url(self, extraction_id: int, concept_id: int, rank: int) -> str:
         return self.url(f"img/context/{int(extraction_id)}/{int(concept_id)}/{int(rank)}.png")
 
-    def song_image_url(self, extraction_id: int, track_id: str) -> str:
-        return self.url(f"img/song/{int(extraction_id)}/{quote(track_id, safe='')}.png")
+    def song_image_url(self, extraction_id: int, track_id: str, concept_id: int | None = None) -> str:
+        """The song view's image; with ``concept_id``, only that concept's patches in colour."""
+        url = self.url(f"img/song/{int(extraction_id)}/{quote(track_id, safe='')}.png")
+        return url if concept_id is None else f"{url}?concept={int(concept_id)}"
 
     def audio_url(self, track_id: str) -> str:
         return self.url(f"audio/{quote(track_id, safe='')}")

@@ -12,6 +12,7 @@ URLs (relative to the prefix)::
     img/patch/<extraction>/<concept>/<rank>.png      a concept example: the masked crop
     img/context/<extraction>/<concept>/<rank>.png    its source spectrogram, segment outlined
     img/song/<extraction>/<track_id>.png             the song view: concept patches stitched in
+                                                     (?concept=<id>: only that concept's)
     audio/<track_id>                                 the song's audio (HTTP Range; transcoded to
                                                      WAV when browsers cannot play the source)
 """
@@ -111,7 +112,10 @@ class _Renderer:
     def song(self, extraction_id: str, track_id: str) -> Response:
         eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
         self.store.track(track_id)
-        return _png(self._song_png(eid, track_id), self._etag("song", eid, track_id, self.data.view(eid).created))
+        only = request.args.get("concept")
+        cid = None if only is None else int(self.store.concept(eid, _int(only))["concept_id"])
+        return _png(self._song_png(eid, track_id, cid),
+                    self._etag("song", eid, track_id, cid, self.data.view(eid).created))
 
     def _patch_ids(self, extraction_id: str, concept_id: str, rank: str) -> tuple[int, int, int]:
         eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
@@ -138,11 +142,12 @@ class _Renderer:
         return images.encode(images.context_image(spec, mask, color))
 
     @functools.lru_cache(maxsize=256)
-    def _song_png(self, eid: int, track_id: str) -> bytes:
+    def _song_png(self, eid: int, track_id: str, concept_id: int | None = None) -> bytes:
         spec = self.store.load_spectrogram(track_id)
         masks = []
         for p in self.data.placements(eid, track_id):
-            masks.append(self._mask(eid, p.mask, p.box, spec.shape))
+            if concept_id is None or p.concept_id == concept_id:
+                masks.append(self._mask(eid, p.mask, p.box, spec.shape))
         return images.encode(images.song_image(spec, masks))
 
     def _segment(self, eid: int, row: dict):
