@@ -94,16 +94,11 @@ def _run_dir(args, tmp: Path) -> tuple[Path, str]:
     from whypop.config import load_config
     from whypop.store import RunStore
 
-    import pipelines.extract
-    import pipelines.prepare
-    import pipelines.train
+    import pipelines.demo
 
     root = tmp / "demo"
-    cfg = load_config("demo")
     store = RunStore(root, create=True)
-    pipelines.prepare.run(cfg, store, demo=True, workers=2)
-    pipelines.train.run(cfg, store)
-    pipelines.extract.run(cfg, store)
+    pipelines.demo.build(load_config("demo"), store, workers=2)
     store.close()
     return root, "demo"
 

@@ -31,7 +31,7 @@ def build(cfg: Config, store: RunStore, workers: int | None = None) -> dict:
     import pipelines.extract
     import pipelines.prepare
     import pipelines.train
-    from whypop.cli import tqdm_progress
+    from whypop.cli import StageBars, tqdm_progress
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -63,26 +63,8 @@ def build(cfg: Config, store: RunStore, workers: int | None = None) -> dict:
         timings["extract"] = 0.0
     else:
         say("discovering concepts with ACE and scoring them with TCAV")
-        bars: dict[str, object] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            from tqdm import tqdm
-
-            bar = bars.get(stage)
-            if bar is None:
-                for old in bars.values():
-                    old.close()
-                bars.clear()
-                bar = bars[stage] = tqdm(desc=stage, total=total, file=sys.stderr, dynamic_ncols=True)
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        try:
+        with StageBars() as progress:
             extraction_id = pipelines.extract.run(cfg, store, progress)
-        finally:
-            for bar in bars.values():
-                bar.close()
         ex = store.extraction(extraction_id)
         for genre, g in sorted(((ex.get("summary") or {}).get("genres") or {}).items()):
             if g.get("overlap") is not None:

@@ -571,7 +571,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    from whypop.cli import load_cli_config
+    from whypop.cli import StageBars, load_cli_config
     from whypop.config import merge
 
     store = RunStore(args.run)
@@ -579,7 +579,7 @@ def main(args: argparse.Namespace) -> int:
     flags_ = _flag_overrides(args)
     if flags_:
         cfg = merge(cfg, {"extract": flags_}, origin="command line").validate()
-    with _StageBars() as progress:
+    with StageBars() as progress:
         extraction_id = run(cfg, store, progress, genres=args.genres)
     ex = store.extraction(extraction_id)
     summary = ex["summary"]
@@ -595,31 +595,3 @@ def main(args: argparse.Namespace) -> int:
         print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: {f['black_share']:.0%} black")
     return 0
 
-
-class _StageBars:
-    """A ``progress(stage, done, total)`` drawing one tqdm bar per stage."""
-
-    def __enter__(self) -> Progress:
-        from whypop.cli import tqdm_progress
-
-        self._stage: str | None = None
-        self._cm = None
-        self._bar = None
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage != self._stage:
-                self._close()
-                self._stage = stage
-                self._cm = tqdm_progress(stage)
-                self._bar = self._cm.__enter__()
-            self._bar(done, total)
-
-        return progress
-
-    def _close(self) -> None:
-        if self._cm is not None:
-            self._cm.__exit__(None, None, None)
-            self._cm = None
-
-    def __exit__(self, *exc) -> None:
-        self._close()

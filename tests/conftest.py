@@ -35,19 +35,14 @@ def audio_fixtures() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """A complete demo run (prepare, train, extract), built once per test session."""
+    """A complete demo run (prepare, train, extract: `whypop demo --no-serve`'s stages), built once per session."""
     from whypop.config import load_config
     from whypop.store import RunStore
 
-    import pipelines.extract
-    import pipelines.prepare
-    import pipelines.train
+    import pipelines.demo
 
     root = tmp_path_factory.mktemp("demo") / "run"
-    cfg = load_config("demo")
     store = RunStore(root, create=True)
-    pipelines.prepare.run(cfg, store, demo=True, workers=2)
-    pipelines.train.run(cfg, store)
-    pipelines.extract.run(cfg, store)
+    pipelines.demo.build(load_config("demo"), store, workers=2)
     store.close()
     return root

@@ -107,5 +107,32 @@ def tqdm_progress(desc: str, unit: str = "it") -> Iterator[Callable[[int, int], 
         bar.close()
 
 
+class StageBars:
+    """A ``progress(stage, done, total)`` drawing one tqdm bar per stage (the extraction's stages)."""
+
+    def __enter__(self) -> Callable[[str, int, int], None]:
+        self._stage: str | None = None
+        self._cm = None
+        self._bar = None
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage != self._stage:
+                self._close()
+                self._stage = stage
+                self._cm = tqdm_progress(stage)
+                self._bar = self._cm.__enter__()
+            self._bar(done, total)
+
+        return progress
+
+    def _close(self) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(None, None, None)
+            self._cm = None
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
