@@ -31,8 +31,9 @@ for a core does not count, and the check that no path hides work in other thread
 30 s stereo 44.1 kHz MP3 (tiled when shorter; encoded by libsndfile into a temporary
 folder), like fma_small's clips, whose decoding costs about three times the fixtures'
 22.05 kHz mono Ogg. ``--profile`` adds ``stages_ms``: whypop's mean milliseconds per clip
-in each step (decode, resample, STFT + mel, dB, resize; and png, the PNG encoding
-that preparation does after the image, which none of the timed paths include).
+in each step (decode, resample, STFT + mel + log10, the dB floor + resize; and png,
+the PNG encoding that preparation does after the image, which none of the timed
+paths include).
 
     python benchmarks/prepare.py [--clips fixtures|fma-like] [--rounds 5] [--repeat 3] [--profile]
 """
@@ -128,7 +129,7 @@ def profile_whypop(clips: list[Path], cfg, repeat: int = 3) -> dict[str, float]:
     """
     from whypop import audio
 
-    names = ("decode", "resample", "stft_mel", "db", "resize", "png")
+    names = ("decode", "resample", "stft_mel_log", "floor_resize", "png")
     total = dict.fromkeys(names, 0.0)
     for path in clips:
         best = dict.fromkeys(names, float("inf"))
@@ -142,12 +143,10 @@ def profile_whypop(clips: list[Path], cfg, repeat: int = 3) -> dict[str, float]:
             n_target = int(round(cfg.duration * cfg.sample_rate))
             n_total = int(round(cfg.duration * grid.rate))
             frames = 1 + n_target // cfg.hop_length
-            mel = audio._scratch("mel", (cfg.n_mels, frames))
-            used = audio._mel_image_order(samples, n_total, frames, grid, mel)
+            levels = audio._scratch("mel", (cfg.n_mels, frames))
+            used, log_peak = audio._mel_image_order(samples, n_total, frames, grid, levels, levels=True)
             t.append(time.perf_counter())
-            logs = audio._log_in_place(mel, used, cfg.top_db)
-            t.append(time.perf_counter())
-            image = audio._levels_to_image(mel, used, *logs, cfg) if logs else np.zeros((cfg.image_size,) * 2, np.uint8)
+            image = audio._levels_to_image(levels, used, log_peak, cfg)
             t.append(time.perf_counter())
             audio.encode_png(image)
             t.append(time.perf_counter())

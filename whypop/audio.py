@@ -115,14 +115,12 @@ def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Slaney mel filterbank (torchaudio's), as a dense (bins, n_mels) matrix, and the window."""
-    import torch
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Slaney mel filterbank (torchaudio's), as a dense (bins, n_mels) matrix."""
     import torchaudio.functional as AF
 
     fb = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
-    window = torch.hann_window(n_fft, periodic=True)
-    return np.ascontiguousarray(fb.numpy(), dtype=np.float32), window.numpy().astype(np.float32)
+    return np.ascontiguousarray(fb.numpy(), dtype=np.float32)
 
 
 # -- the STFT and mel core ----------------------------------------------------------------
@@ -139,14 +137,48 @@ def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> tuple[np.ndarray,
 # band is steep) and skips the resampling and half the FFT work.
 #
 # Frames are read in place from the samples (only the few frames at the edges are
-# copied for padding) and windowed into batches of 512 frames; each batch's power and
-# mel bands are computed while the batch is still in the L2 cache (the filterbank
-# blocks each reread the power; from the whole clip's power array, out of cache, the
-# product cost half as much again). The big intermediates (batch, power, mel) live in
-# per-thread scratch buffers reused from clip to clip, and every FFT is of a full
-# batch but the last: torch's FFT allocates its result, and a steady size lets the
-# allocator reuse one block instead of growing and trimming the heap (which cost
+# copied for padding) into batches of 512 frames, not windowed: the periodic Hann
+# window is applied after the FFT, as its three-tap kernel in frequency, Xw[k] =
+# X[k] / 2 - (X[k-1] + X[k+1]) / 4 (exact; it saves a pass over the frames). One
+# compiled kernel (:func:`_spectral_kernel`) then takes each batch's FFT, still in the
+# cache, to windowed power (transposed in tiles of 8 frames, so that every bin's powers
+# lie along the frames) and to the mel bands, each the sum of its few nonzero weights
+# times those rows: contiguous vector products, a seventh of the dense banded product's
+# time and a third of numpy's power pass. The big intermediates (batch, power, mel)
+# live in per-thread scratch buffers reused from clip to clip, and every FFT is of a
+# full batch but the last: torch's FFT allocates its result, and a steady size lets
+# the allocator reuse one block instead of growing and trimming the heap (which cost
 # about 100 page faults, ~0.4 ms, per clip).
+
+
+@dataclass(frozen=True)
+class _Bands:
+    """A filterbank's nonzero weights, band by band, rows in image order (highest first).
+
+    Band r has weights[offsets[r] : offsets[r] + stops[r] - starts[r]] on bins
+    starts[r]:stops[r] (a slaney filter covers a few bins; an empty band has none).
+    """
+
+    starts: np.ndarray  # int64 (n_mels,)
+    stops: np.ndarray  # int64 (n_mels,)
+    offsets: np.ndarray  # int64 (n_mels,)
+    weights: np.ndarray  # float32, all bands' nonzero runs end to end
+
+    @classmethod
+    def of(cls, fb: np.ndarray) -> "_Bands":
+        """From a dense (bins, n_mels) filterbank, low band first."""
+        rows = fb[:, ::-1].T  # (n_mels, bins), image order
+        starts, stops, runs = [], [], []
+        for row in rows:
+            nonzero = np.flatnonzero(row)
+            lo, hi = (int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else (0, 0)
+            starts.append(lo)
+            stops.append(hi)
+            runs.append(row[lo:hi])
+        lengths = np.array([r.size for r in runs], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        weights = np.ascontiguousarray(np.concatenate(runs) if runs else np.zeros(0), dtype=np.float32)
+        return cls(np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64), offsets, weights)
 
 
 @dataclass(frozen=True)
@@ -156,9 +188,7 @@ class _Grid:
     rate: int  # Hz the STFT runs at (the source's when native, else cfg.sample_rate)
     n_fft: int
     hop: int
-    window: np.ndarray
-    # banded filterbank, rows in image order (highest band first): (r0, r1, lo, hi, weights)
-    blocks: tuple[tuple[int, int, int, int, np.ndarray], ...]
+    bands: _Bands  # the filterbank over this grid's bins, rows in image order
     n_mels: int
 
 
@@ -176,17 +206,14 @@ def _native_factor(sr: int, cfg: AudioConfig) -> int:
 
 @functools.lru_cache(maxsize=16)
 def _grid(sr: int, cfg: AudioConfig) -> _Grid:
-    fb, window = _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
+    fb = _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
     k = _native_factor(sr, cfg)
     if k == 1:
-        return _Grid(cfg.sample_rate, cfg.n_fft, cfg.hop_length, window, _banded(fb), cfg.n_mels)
-    import torch
-
+        return _Grid(cfg.sample_rate, cfg.n_fft, cfg.hop_length, _Bands.of(fb), cfg.n_mels)
     n_fft = cfg.n_fft // k
     bins = n_fft // 2 + 1  # the first bins of the target grid, up to the source's Nyquist
     gain = _upsampling_gain(sr, cfg.sample_rate, cfg.n_fft, bins)
-    native_window = torch.hann_window(n_fft, periodic=True).numpy().astype(np.float32)
-    return _Grid(sr, n_fft, cfg.hop_length // k, native_window, _banded(fb[:bins] * gain[:, None]), cfg.n_mels)
+    return _Grid(sr, n_fft, cfg.hop_length // k, _Bands.of(fb[:bins] * gain[:, None]), cfg.n_mels)
 
 
 def _upsampling_gain(src_sr: int, dst_sr: int, n_fft: int, bins: int) -> np.ndarray:
@@ -212,26 +239,7 @@ def _upsampling_gain(src_sr: int, dst_sr: int, n_fft: int, bins: int) -> np.ndar
     return np.maximum(smoothed[: bins * oversample : oversample], 0.0).astype(np.float32)
 
 
-def _banded(fb: np.ndarray, size: int = 8) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
-    """The (bins, n_mels) filterbank as blocks of ``size`` bands over the bins they touch.
-
-    A slaney filter covers a few bins, so blocks (r0, r1, lo, hi, weights[r1-r0, hi-lo])
-    do a twentieth of the dense product's work with the same sums. Rows r0:r1 are in
-    image order (highest band first). Eight bands a block: 4 and 16 measured slower
-    (more calls, or more wasted multiplications).
-    """
-    n_mels = fb.shape[1]
-    flipped = fb[:, ::-1]
-    out = []
-    for r0 in range(0, n_mels, size):
-        r1 = min(r0 + size, n_mels)
-        used = np.flatnonzero(flipped[:, r0:r1].any(axis=1))
-        lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
-        out.append((r0, r1, lo, hi, np.ascontiguousarray(flipped[lo:hi, r0:r1].T, dtype=np.float32)))
-    return tuple(out)
-
-
-_CHUNK = 512  # frames per batch: its power (0.5 MB at 22.05 kHz) stays in the L2 cache
+_CHUNK = 512  # frames per batch: its FFT and power (1.5 MB at 22.05 kHz) stay in the L2/L3 cache
 _scratch_local = threading.local()
 
 
@@ -261,28 +269,48 @@ def _padded(x: np.ndarray, length: int, n_total: int, half: int, start: int, sto
     return out
 
 
-def _mel_of_batch(windowed: "torch.Tensor", grid: _Grid, out: np.ndarray) -> None:
-    """Mel power of the (frames, n_fft) windowed frames into ``out`` (n_mels, frames).
+def _mel_of_batch(frames: "torch.Tensor", grid: _Grid, out: np.ndarray, col0: int, levels: bool) -> int:
+    """Mel power of the (frames, n_fft) raw frames into ``out[:, col0 : col0 + frames]``.
 
-    torch's FFT (MKL) is twice as fast as pocketfft's (numpy, scipy) here. It always
-    allocates its result (``out=`` only adds a copy), so the power is computed in that
-    result and the caller keeps batch sizes steady (see the note above).
+    With ``levels``, log10 of the power floored at 1e-10 instead, computed while the
+    block is still in the cache. Returns the largest power as float32 bits (see
+    :func:`whypop._spectral.hann_power_mel`). torch's FFT (MKL) is twice as fast as
+    pocketfft's (numpy, scipy) here. It always allocates its result, so the caller
+    keeps batch sizes steady (see the note above). The window, power and bands are
+    the compiled kernel's.
     """
     import torch
 
-    re_im = torch.view_as_real(torch.fft.rfft(windowed, dim=1)).numpy()  # (frames, bins, 2)
-    np.square(re_im, out=re_im)
-    power = _scratch("power", re_im.shape[:2])
-    np.add(re_im[..., 0], re_im[..., 1], out=power)
-    for r0, r1, lo, hi, weights in grid.blocks:
-        if hi > lo:
-            np.matmul(weights, power[:, lo:hi].T, out=out[r0:r1])
-        else:
-            out[r0:r1] = 0.0
+    n, bins = frames.shape[0], grid.n_fft // 2 + 1
+    if n == _CHUNK:
+        spec = torch.view_as_real(torch.fft.rfft(frames, dim=1)).numpy()  # (frames, bins, 2)
+    else:  # into a scratch buffer: other sizes would make the allocator grow and trim the heap
+        spec = _scratch("spectrum", (n, bins, 2))
+        torch.fft.rfft(frames, dim=1, out=torch.view_as_complex(torch.from_numpy(spec)))
+    b = grid.bands
+    top = _kernel()(spec.reshape(n, 2 * bins), grid.n_fft % 2 == 1, b.starts, b.stops, b.offsets, b.weights,
+                    np.float32(_SILENCE_POWER if levels else 0.0), _scratch("power", (bins, _CHUNK)), out,
+                    out.view(np.uint32), col0)
+    if levels:
+        block = out[:, col0 : col0 + n]
+        np.log10(block, out=block)
+    return int(top)
 
 
-def _mel_image_order(samples: np.ndarray, n_total: int, n_frames: int, grid: _Grid, out: np.ndarray) -> int:
-    """Mel power into ``out`` (n_mels, n_frames), highest band first; returns the frames computed.
+@functools.cache
+def _kernel():
+    """The compiled window, power and mel kernel (imports numba on first use)."""
+    from whypop._spectral import hann_power_mel
+
+    return hann_power_mel
+
+
+def _mel_image_order(samples: np.ndarray, n_total: int, n_frames: int, grid: _Grid, out: np.ndarray,
+                     levels: bool = False) -> tuple[int, float]:
+    """Mel power into ``out`` (n_mels, n_frames), highest band first.
+
+    Returns the frames computed and the log10 of the largest power (NaN or inf if
+    any is); with ``levels``, ``out`` holds log10 of the power floored at 1e-10.
 
     ``samples`` padded with silence to ``n_total`` samples; STFT with center=True and
     reflect padding (constant when shorter than half a window), as torchaudio's
@@ -298,7 +326,7 @@ def _mel_image_order(samples: np.ndarray, n_total: int, n_frames: int, grid: _Gr
     length = min(x.shape[0], n_total)
     if length == 0:
         out[:] = 0.0
-        return 0
+        return 0, -math.inf
     used = n_frames
     if n_total - length > n_fft:  # a silent tail: frames past the audio are all zero
         used = min(n_frames, (half + length - 1) // hop + 1)
@@ -319,22 +347,12 @@ def _mel_image_order(samples: np.ndarray, n_total: int, n_frames: int, grid: _Gr
         tail = _padded(x, length, n_total, half, start * hop, (used - 1) * hop + n_fft)
         sources.append((start, torch.from_numpy(tail).unfold(0, n_fft, hop)))
 
-    window = torch.from_numpy(grid.window)
-    batch = torch.from_numpy(_scratch("batch", (_CHUNK, n_fft)))
-    done = filled = 0  # frames whose mel bands are in ``out``; windowed frames in ``batch``
+    top = 0  # float32 bits of the largest power so far
     for f0, frames in sources:  # consecutive frame ranges, together 0:used
-        assert f0 == done + filled
-        i = 0
-        while i < frames.shape[0]:
-            b = min(_CHUNK - filled, frames.shape[0] - i)
-            torch.mul(frames[i : i + b], window, out=batch[filled : filled + b])
-            filled, i = filled + b, i + b
-            if filled == _CHUNK:
-                _mel_of_batch(batch, grid, out[:, done : done + filled])
-                done, filled = done + filled, 0
-    if filled:
-        _mel_of_batch(batch[:filled], grid, out[:, done : done + filled])
-    return used
+        for i in range(0, frames.shape[0], _CHUNK):
+            top = max(top, _mel_of_batch(frames[i : i + _CHUNK], grid, out, f0 + i, levels))
+    peak = np.array(top, dtype=np.uint32).view(np.float32)[()]
+    return used, float(np.log10(peak)) if peak > 0 or peak != peak else -math.inf  # the levels' own log10
 
 
 def mel_power(samples: np.ndarray, cfg: AudioConfig) -> np.ndarray:
@@ -342,7 +360,8 @@ def mel_power(samples: np.ndarray, cfg: AudioConfig) -> np.ndarray:
 
     The same numbers as ``torchaudio.transforms.MelSpectrogram(center=True,
     pad_mode="reflect", power=2, mel_scale="slaney", norm="slaney")`` (to float32
-    rounding): batched real FFTs on strided frames and a banded filterbank product.
+    rounding): batched real FFTs on strided frames, the window applied in frequency,
+    and a sparse filterbank product.
     """
     samples = np.asarray(samples, dtype=np.float32)
     n = samples.shape[0]
@@ -484,46 +503,27 @@ def to_image(unit: np.ndarray, size: int) -> np.ndarray:
     return _image(np.ascontiguousarray(unit[::-1], dtype=np.float32), size)
 
 
-def _log_in_place(mel: np.ndarray, used: int, top_db: float) -> tuple[float, float] | None:
-    """log10 of the mel power floored at peak - top_db, in place on columns :used.
-
-    Returns (log10 peak, log10 floor), or None for a silent clip (no band above 1e-10).
-    The floor (at least 1e-10) is where the unit value of :func:`power_to_unit` reaches
-    0; the cap at the peak changes nothing but lets numpy use its fast clip kernel
-    (np.maximum with a scalar is three times slower).
-    """
-    part = mel[:, :used]
-    peak = float(part.max()) if part.size else 0.0
-    if not np.isfinite(peak) or peak <= _SILENCE_POWER:
-        return None
-    floor = np.float32(max(_SILENCE_POWER, peak * 10.0 ** (-top_db / 10.0)))
-    np.clip(part, floor, np.float32(peak), out=part)
-    np.log10(part, out=part)
-    return math.log10(peak), float(np.log10(floor))
-
-
-def _levels_to_image(levels: np.ndarray, used: int, log_peak: float, log_floor: float, cfg: AudioConfig) -> np.ndarray:
+def _levels_to_image(levels: np.ndarray, used: int, log_peak: float, cfg: AudioConfig) -> np.ndarray:
     """log10 mel power (image order; columns from ``used`` on silent) -> the uint8 image.
 
-    The unit value 10 (log10 p - log10 peak) / top_db + 1 is affine in log10 p, and the
-    resize is linear with weights summing to 1, so the affine map is applied to the
-    224 x 224 result instead of the 128 x 2584 input.
+    ``levels`` holds log10 of the power floored at 1e-10 on columns :used, and
+    ``log_peak`` is their largest. They are floored again at log10 peak - top_db / 10
+    (where the unit value of :func:`power_to_unit` reaches 0; the cap at the peak
+    changes nothing but lets numpy use its fast clip kernel, three times faster than
+    np.maximum with a scalar), in place. The unit value 10 (log10 p - log10 peak) /
+    top_db + 1 is affine in log10 p, and the resize is linear with weights summing to
+    1, so the affine map is applied to the 224 x 224 result instead of the 128 x 2584
+    input. A silent clip (no band above 1e-10) or a non-finite peak gives black.
     """
-    resized = _resize(levels, cfg.image_size, used, fill=log_floor)
+    silent = math.log10(_SILENCE_POWER)
+    if not math.isfinite(log_peak) or log_peak <= silent:
+        return np.zeros((cfg.image_size, cfg.image_size), dtype=np.uint8)
+    log_floor = np.float32(max(silent, log_peak - cfg.top_db / 10.0))
+    part = levels[:, :used]
+    np.clip(part, log_floor, np.float32(log_peak), out=part)
+    resized = _resize(levels, cfg.image_size, used, fill=float(log_floor))
     scale = 10.0 / cfg.top_db
     return _grey(resized, 255.0 * scale, 255.0 * (1.0 - scale * log_peak))
-
-
-def _mel_to_image(mel: np.ndarray, used: int, cfg: AudioConfig) -> np.ndarray:
-    """Mel power (image order; columns from ``used`` on silent) -> the uint8 image, in place.
-
-    ``to_image(power_to_unit(mel))`` in four passes over the mel array (peak, floor,
-    log10, resize) instead of seven, to within float32 rounding (a grey level, rarely).
-    """
-    logs = _log_in_place(mel, used, cfg.top_db)
-    if logs is None:
-        return np.zeros((cfg.image_size, cfg.image_size), dtype=np.uint8)
-    return _levels_to_image(mel, used, *logs, cfg)
 
 
 def spectrogram_from_samples(samples: np.ndarray, sr: int, cfg: AudioConfig) -> np.ndarray:
@@ -538,9 +538,9 @@ def spectrogram_from_samples(samples: np.ndarray, sr: int, cfg: AudioConfig) -> 
     n_target = int(round(cfg.duration * cfg.sample_rate))
     n_total = n_target if grid.rate == cfg.sample_rate else int(round(cfg.duration * grid.rate))
     frames = 1 + n_target // cfg.hop_length
-    mel = _scratch("mel", (cfg.n_mels, frames))
-    used = _mel_image_order(samples, n_total, frames, grid, mel)
-    return _mel_to_image(mel, used, cfg)
+    levels = _scratch("mel", (cfg.n_mels, frames))
+    used, log_peak = _mel_image_order(samples, n_total, frames, grid, levels, levels=True)
+    return _levels_to_image(levels, used, log_peak, cfg)
 
 
 def spectrogram_image(path: str | Path, cfg: AudioConfig) -> tuple[np.ndarray, Decoded]:
