@@ -146,7 +146,7 @@ def profile_whypop(clips: list[Path], cfg, repeat: int = 3) -> dict[str, float]:
             levels = audio._scratch("mel", (cfg.n_mels, frames))
             used, log_peak = audio._mel_image_order(samples, n_total, frames, grid, levels, levels=True)
             t.append(time.perf_counter())
-            image = audio._levels_to_image(levels, used, log_peak, cfg)
+            image = audio._levels_to_image(levels, used, log_peak, cfg, grid.bands.lead)
             t.append(time.perf_counter())
             audio.encode_png(image)
             t.append(time.perf_counter())

@@ -163,6 +163,7 @@ class _Bands:
     stops: np.ndarray  # int64 (n_mels,)
     offsets: np.ndarray  # int64 (n_mels,)
     weights: np.ndarray  # float32, all bands' nonzero runs end to end
+    lead: int  # leading bands with no weights (above a 22.05 kHz source's Nyquist: 20 of 128)
 
     @classmethod
     def of(cls, fb: np.ndarray) -> "_Bands":
@@ -178,7 +179,8 @@ class _Bands:
         lengths = np.array([r.size for r in runs], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         weights = np.ascontiguousarray(np.concatenate(runs) if runs else np.zeros(0), dtype=np.float32)
-        return cls(np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64), offsets, weights)
+        lead = next((r for r, (lo, hi) in enumerate(zip(starts, stops)) if hi > lo), len(starts))
+        return cls(np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64), offsets, weights, lead)
 
 
 @dataclass(frozen=True)
@@ -256,24 +258,33 @@ def _scratch(name: str, shape: tuple[int, ...]) -> np.ndarray:
 def _padded(x: np.ndarray, length: int, n_total: int, half: int, start: int, stop: int) -> np.ndarray:
     """Samples start:stop of the centred signal: x[:length], silence to n_total, reflected ends.
 
-    Padded index i is sample i - half; beyond either end the signal is reflected
-    (numpy's "reflect"), or zero when it is shorter than half a window.
+    Padded index i is sample s = i - half; beyond either end the signal is reflected
+    (numpy's "reflect": s < 0 reads -s, s >= n_total reads 2 (n_total - 1) - s), or
+    zero when it is shorter than half a window. Slices, not index arrays: this runs
+    twice per clip, and index arrays cost 20 us a call.
     """
-    idx = np.arange(start, stop) - half
-    if n_total > half:
-        idx = np.where(idx < 0, -idx, idx)
-        idx = np.where(idx >= n_total, 2 * (n_total - 1) - idx, idx)
     out = np.zeros(stop - start, dtype=np.float32)
-    ok = (idx >= 0) & (idx < length)
-    out[ok] = x[idx[ok]]
+    lo, hi = start - half, stop - half  # the samples s covered
+    a, b = max(lo, 0), min(hi, length)
+    if a < b:
+        out[a - lo : b - lo] = x[a:b]
+    if n_total <= half:
+        return out
+    a, b = max(lo, 1 - length), min(hi, 0)  # left end: x[-s] for 0 < -s < length
+    if a < b:
+        out[a - lo : b - lo] = x[-a : -b : -1]
+    edge = 2 * (n_total - 1)  # right end: x[edge - s] for 0 <= edge - s < length
+    a, b = max(lo, n_total, edge - length + 1), min(hi, edge + 1)
+    if a < b:
+        out[a - lo : b - lo] = x[edge - a : edge - b : -1] if edge - b >= 0 else x[edge - a :: -1]
     return out
 
 
 def _mel_of_batch(frames: "torch.Tensor", grid: _Grid, out: np.ndarray, col0: int, levels: bool) -> int:
     """Mel power of the (frames, n_fft) raw frames into ``out[:, col0 : col0 + frames]``.
 
-    With ``levels``, log10 of the power floored at 1e-10 instead, computed while the
-    block is still in the cache. Returns the largest power as float32 bits (see
+    With ``levels``, log10 of the power floored at 1e-10 instead (but for the leading
+    empty bands), computed while the block is still in the cache. Returns the largest power as float32 bits (see
     :func:`whypop._spectral.hann_power_mel`). torch's FFT (MKL) is twice as fast as
     pocketfft's (numpy, scipy) here. It always allocates its result, so the caller
     keeps batch sizes steady (see the note above). The window, power and bands are
@@ -291,8 +302,8 @@ def _mel_of_batch(frames: "torch.Tensor", grid: _Grid, out: np.ndarray, col0: in
     top = _kernel()(spec.reshape(n, 2 * bins), grid.n_fft % 2 == 1, b.starts, b.stops, b.offsets, b.weights,
                     np.float32(_SILENCE_POWER if levels else 0.0), _scratch("power", (bins, _CHUNK)), out,
                     out.view(np.uint32), col0)
-    if levels:
-        block = out[:, col0 : col0 + n]
+    if levels:  # the leading empty bands stay at the floor (see _levels_to_image)
+        block = out[b.lead :, col0 : col0 + n]
         np.log10(block, out=block)
     return int(top)
 
@@ -460,25 +471,27 @@ def _resizer(rows: int, cols: int, size: int) -> tuple[tuple[_Band, ...], tuple[
     return cols_bands, _bands(_bilinear(rows, size), 32)
 
 
-def _resize(values: np.ndarray, size: int, used: int | None = None, fill: float = 0.0) -> np.ndarray:
+def _resize(values: np.ndarray, size: int, used: int | None = None, fill: float = 0.0, lead: int = 0) -> np.ndarray:
     """float32 (rows, cols) -> (size, size) float32, as Pillow's BILINEAR resize.
 
     With ``used``, columns from ``used`` on are taken to be ``fill``: blocks that read
     only those are ``fill`` (weights sum to 1), and those that read some are computed
-    after filling them in ``values`` (which is modified). The result is a scratch
-    buffer of this thread, valid until the next call.
+    after filling them in ``values`` (which is modified). Likewise rows before
+    ``lead``, which are not read. The result is a scratch buffer of this thread,
+    valid until the next call.
     """
     rows, cols = values.shape
     used = cols if used is None else used
     col_bands, row_bands = _resizer(rows, cols, size)
     across = _scratch("resize", (rows, size))
+    across[:lead] = fill
     for c0, c1, lo, hi, weights in col_bands:
         if lo >= used:
-            across[:, c0:c1] = fill
+            across[lead:, c0:c1] = fill
             continue
         if hi > used:
-            values[:, used:hi] = fill
-        np.matmul(values[:, lo:hi], weights, out=across[:, c0:c1])
+            values[lead:, used:hi] = fill
+        np.matmul(values[lead:, lo:hi], weights, out=across[lead:, c0:c1])
     out = _scratch("resized", (size, size))
     for r0, r1, lo, hi, weights in row_bands:
         np.matmul(weights, across[lo:hi], out=out[r0:r1])
@@ -503,25 +516,26 @@ def to_image(unit: np.ndarray, size: int) -> np.ndarray:
     return _image(np.ascontiguousarray(unit[::-1], dtype=np.float32), size)
 
 
-def _levels_to_image(levels: np.ndarray, used: int, log_peak: float, cfg: AudioConfig) -> np.ndarray:
+def _levels_to_image(levels: np.ndarray, used: int, log_peak: float, cfg: AudioConfig, lead: int = 0) -> np.ndarray:
     """log10 mel power (image order; columns from ``used`` on silent) -> the uint8 image.
 
-    ``levels`` holds log10 of the power floored at 1e-10 on columns :used, and
-    ``log_peak`` is their largest. They are floored again at log10 peak - top_db / 10
-    (where the unit value of :func:`power_to_unit` reaches 0; the cap at the peak
-    changes nothing but lets numpy use its fast clip kernel, three times faster than
-    np.maximum with a scalar), in place. The unit value 10 (log10 p - log10 peak) /
-    top_db + 1 is affine in log10 p, and the resize is linear with weights summing to
-    1, so the affine map is applied to the 224 x 224 result instead of the 128 x 2584
-    input. A silent clip (no band above 1e-10) or a non-finite peak gives black.
+    ``levels`` holds log10 of the power floored at 1e-10 on columns :used (rows before
+    ``lead`` are empty bands, at the floor whatever they hold), and ``log_peak`` is
+    their largest. They are floored again at log10 peak - top_db / 10 (where the unit
+    value of :func:`power_to_unit` reaches 0; the cap at the peak changes nothing but
+    lets numpy use its fast clip kernel, three times faster than np.maximum with a
+    scalar), in place. The unit value 10 (log10 p - log10 peak) / top_db + 1 is affine
+    in log10 p, and the resize is linear with weights summing to 1, so the affine map
+    is applied to the 224 x 224 result instead of the 128 x 2584 input. A silent clip
+    (no band above 1e-10) or a non-finite peak gives black.
     """
     silent = math.log10(_SILENCE_POWER)
     if not math.isfinite(log_peak) or log_peak <= silent:
         return np.zeros((cfg.image_size, cfg.image_size), dtype=np.uint8)
     log_floor = np.float32(max(silent, log_peak - cfg.top_db / 10.0))
-    part = levels[:, :used]
+    part = levels[lead:, :used]
     np.clip(part, log_floor, np.float32(log_peak), out=part)
-    resized = _resize(levels, cfg.image_size, used, fill=float(log_floor))
+    resized = _resize(levels, cfg.image_size, used, fill=float(log_floor), lead=lead)
     scale = 10.0 / cfg.top_db
     return _grey(resized, 255.0 * scale, 255.0 * (1.0 - scale * log_peak))
 
@@ -540,7 +554,7 @@ def spectrogram_from_samples(samples: np.ndarray, sr: int, cfg: AudioConfig) -> 
     frames = 1 + n_target // cfg.hop_length
     levels = _scratch("mel", (cfg.n_mels, frames))
     used, log_peak = _mel_image_order(samples, n_total, frames, grid, levels, levels=True)
-    return _levels_to_image(levels, used, log_peak, cfg)
+    return _levels_to_image(levels, used, log_peak, cfg, grid.bands.lead)
 
 
 def spectrogram_image(path: str | Path, cfg: AudioConfig) -> tuple[np.ndarray, Decoded]:
