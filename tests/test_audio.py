@@ -128,6 +128,18 @@ def test_non_finite_samples_do_not_poison_the_image(tmp_path):
     _check_image(img)
 
 
+def test_float_samples_too_large_for_their_power_give_the_normal_image(tmp_path):
+    """A float file at 1e30 (its power overflows float32) is the same picture as at 0.3."""
+    x = _tone(44100, 2.0)
+    sf.write(tmp_path / "normal.wav", x, 44100, subtype="FLOAT")
+    sf.write(tmp_path / "huge.wav", x * np.float32(1e30), 44100, subtype="FLOAT")
+    normal, _ = audio.spectrogram_image(tmp_path / "normal.wav", CFG)
+    huge, decoded = audio.spectrogram_image(tmp_path / "huge.wav", CFG)
+    assert np.isfinite(decoded.samples).all() and np.abs(decoded.samples).max() <= 1.0
+    _check_image(huge)
+    assert np.abs(huge.astype(int) - normal).max() <= 1
+
+
 def test_a_short_clip_is_padded_with_silence(tmp_path):
     path = tmp_path / "short.wav"
     sf.write(path, _tone(44100, 0.3), 44100)
@@ -215,7 +227,11 @@ def test_box_to_pixels_covers_the_whole_range():
 # -- the numbers ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset", [AudioConfig(), AudioConfig(sample_rate=22050, hop_length=256, image_size=128)])
+@pytest.mark.parametrize("preset", [
+    AudioConfig(),
+    AudioConfig(sample_rate=22050, hop_length=256, image_size=128),
+    AudioConfig(n_fft=1023, hop_length=500, n_mels=64),  # odd: the window's last tap folds differently
+])
 @pytest.mark.parametrize("seconds", [13.0, 3.0, 0.01])  # 13 s: more frames than one FFT batch
 def test_mel_power_equals_torchaudio(preset, seconds):
     import torch
@@ -230,6 +246,31 @@ def test_mel_power_equals_torchaudio(preset, seconds):
     ours = audio.mel_power(x, preset)
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * float(ref.max()))
+
+
+def _padded_by_index(x, length, n_total, half, start, stop):
+    """The reference for audio._padded: numpy "reflect" by index arrays."""
+    idx = np.arange(start, stop) - half
+    if n_total > half:
+        idx = np.where(idx < 0, -idx, idx)
+        idx = np.where(idx >= n_total, 2 * (n_total - 1) - idx, idx)
+    out = np.zeros(stop - start, dtype=np.float32)
+    ok = (idx >= 0) & (idx < length)
+    out[ok] = x[idx[ok]]
+    return out
+
+
+def test_padded_edges_equal_reflect_by_index():
+    """Head and tail frames: reflected ends, silence past the audio, short and long signals."""
+    rng = np.random.default_rng(3)
+    for _ in range(3000):
+        half, n_total = int(rng.integers(1, 600)), int(rng.integers(1, 3000))
+        length = int(rng.integers(1, n_total + 1))
+        x = rng.standard_normal(length + int(rng.integers(0, 50))).astype(np.float32)
+        start = int(rng.integers(0, n_total + 2 * half))
+        stop = int(rng.integers(start + 1, n_total + 2 * half + 2))
+        args = (x, length, n_total, half, start, stop)
+        np.testing.assert_array_equal(audio._padded(*args), _padded_by_index(*args), err_msg=str(args[1:]))
 
 
 def test_padding_shortcut_equals_padding_first():

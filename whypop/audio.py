@@ -71,8 +71,11 @@ def decode(path: str | Path, max_seconds: float | None = None) -> Decoded:
     if data.shape[0] == 0:
         raise InputError("no audio samples in file")
     mono = downmix(data)
-    if not np.isfinite(np.dot(mono, mono)):  # NaN or inf (or an overflow: a harmless no-op below)
-        mono = np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
+    with np.errstate(over="ignore"):
+        if not np.isfinite(np.dot(mono, mono)):  # NaN or inf, or float samples so large their power overflows
+            mono = np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
+            if not np.isfinite(np.dot(mono, mono)):  # the image is relative to its peak: scale changes nothing
+                mono *= np.float32(1.0) / np.abs(mono).max()
     return Decoded(mono, sr, channels, mono.shape[0] / sr)
 
 
@@ -280,11 +283,13 @@ def _padded(x: np.ndarray, length: int, n_total: int, half: int, start: int, sto
     return out
 
 
-def _mel_of_batch(frames: "torch.Tensor", grid: _Grid, out: np.ndarray, col0: int, levels: bool) -> int:
+def _mel_of_batch(frames: "torch.Tensor", grid: _Grid, out: np.ndarray, bits: np.ndarray, col0: int,
+                  levels: bool) -> int:
     """Mel power of the (frames, n_fft) raw frames into ``out[:, col0 : col0 + frames]``.
 
-    With ``levels``, log10 of the power floored at 1e-10 instead (but for the leading
-    empty bands), computed while the block is still in the cache. Returns the largest power as float32 bits (see
+    ``bits`` is ``out`` viewed as uint32. With ``levels``, log10 of the power floored
+    at 1e-10 instead (but for the leading empty bands), computed while the block is
+    still in the cache. Returns the largest power as float32 bits (see
     :func:`whypop._spectral.hann_power_mel`). torch's FFT (MKL) is twice as fast as
     pocketfft's (numpy, scipy) here. It always allocates its result, so the caller
     keeps batch sizes steady (see the note above). The window, power and bands are
@@ -299,13 +304,16 @@ def _mel_of_batch(frames: "torch.Tensor", grid: _Grid, out: np.ndarray, col0: in
         spec = _scratch("spectrum", (n, bins, 2))
         torch.fft.rfft(frames, dim=1, out=torch.view_as_complex(torch.from_numpy(spec)))
     b = grid.bands
+    floor = _LEVEL_FLOOR if levels else _POWER_FLOOR
     top = _kernel()(spec.reshape(n, 2 * bins), grid.n_fft % 2 == 1, b.starts, b.stops, b.offsets, b.weights,
-                    np.float32(_SILENCE_POWER if levels else 0.0), _scratch("power", (bins, _CHUNK)), out,
-                    out.view(np.uint32), col0)
+                    floor, _scratch("power", (bins, _CHUNK)), out, bits, col0)
     if levels:  # the leading empty bands stay at the floor (see _levels_to_image)
         block = out[b.lead :, col0 : col0 + n]
         np.log10(block, out=block)
     return int(top)
+
+
+_LEVEL_FLOOR, _POWER_FLOOR = np.float32(_SILENCE_POWER), np.float32(0.0)
 
 
 @functools.cache
@@ -341,15 +349,15 @@ def _mel_image_order(samples: np.ndarray, n_total: int, n_frames: int, grid: _Gr
     used = n_frames
     if n_total - length > n_fft:  # a silent tail: frames past the audio are all zero
         used = min(n_frames, (half + length - 1) // hop + 1)
-    # frames f whose window [f*hop - half, f*hop + half) lies inside x[:length]
+    # frames f whose window [f*hop - half, f*hop - half + n_fft) lies inside x[:length]
     first = -(-half // hop)
-    last = min((length - half) // hop, used - 1) if length >= n_fft else -1
+    last = min((length - (n_fft - half)) // hop, used - 1) if length >= n_fft else -1
     sources = []  # (first frame, frames tensor)
     if last >= first:
         if first > 0:
             head = _padded(x, length, n_total, half, 0, (first - 1) * hop + n_fft)
             sources.append((0, torch.from_numpy(head).unfold(0, n_fft, hop)))
-        body = x[first * hop - half : last * hop + half]
+        body = x[first * hop - half : last * hop - half + n_fft]
         sources.append((first, torch.from_numpy(body).unfold(0, n_fft, hop)))
         start = last + 1
     else:
@@ -358,10 +366,10 @@ def _mel_image_order(samples: np.ndarray, n_total: int, n_frames: int, grid: _Gr
         tail = _padded(x, length, n_total, half, start * hop, (used - 1) * hop + n_fft)
         sources.append((start, torch.from_numpy(tail).unfold(0, n_fft, hop)))
 
-    top = 0  # float32 bits of the largest power so far
+    top, bits = 0, out.view(np.uint32)  # float32 bits of the largest power so far
     for f0, frames in sources:  # consecutive frame ranges, together 0:used
         for i in range(0, frames.shape[0], _CHUNK):
-            top = max(top, _mel_of_batch(frames[i : i + _CHUNK], grid, out, f0 + i, levels))
+            top = max(top, _mel_of_batch(frames[i : i + _CHUNK], grid, out, bits, f0 + i, levels))
     peak = np.array(top, dtype=np.uint32).view(np.float32)[()]
     return used, float(np.log10(peak)) if peak > 0 or peak != peak else -math.inf  # the levels' own log10
 
