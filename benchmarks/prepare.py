@@ -27,6 +27,11 @@ for a core does not count, and the check that no path hides work in other thread
 (``*_cpu_over_wall``: at most about 1 when everything runs in this one thread).
 ``floor_measure`` says which measure the floor target (1.25) is judged on: ``cpu``.
 
+- ``decode_fft``: our decode and the STFT's FFTs alone (same frames, sizes and
+  batches as whypop's path; no window, power, mel, dB or image). ``fft_floor_ratio_cpu``
+  (its CPU time over decode-only's) is the part of the floor budget that any exact mel
+  spectrogram spends before computing anything else.
+
 ``--clips fma-like`` measures FMA-shaped input instead: each fixture clip made into a
 30 s stereo 44.1 kHz MP3 (tiled when shorter; encoded by libsndfile into a temporary
 folder), like fma_small's clips, whose decoding costs about three times the fixtures'
@@ -114,6 +119,25 @@ def decode_only(path: Path, cfg) -> np.ndarray:
         return fh.read(frames=int(np.ceil(cfg.duration * fh.samplerate)), dtype="float32")
 
 
+def decode_fft(path: Path, cfg) -> None:
+    """Our decode and the STFT's FFTs alone (no window, power, mel, dB or image).
+
+    The part of the budget over decode-only that no exact mel spectrogram can avoid:
+    the same frames and FFT sizes as whypop's path (at a 22.05 kHz source's own rate),
+    in the same batches of strided frames.
+    """
+    import torch
+
+    from whypop import audio
+
+    d = audio.decode(path, cfg.duration)
+    grid = audio._grid(d.sample_rate, cfg)
+    x = torch.from_numpy(audio.resample(d.samples, d.sample_rate, grid.rate))
+    frames = x.unfold(0, grid.n_fft, grid.hop)
+    for i in range(0, frames.shape[0], audio._CHUNK):
+        torch.fft.rfft(frames[i : i + audio._CHUNK], dim=1)
+
+
 def time_round(fn: Callable, clips: list[Path], cfg) -> tuple[float, float]:
     """Seconds of (wall clock, CPU time of this process) to run ``fn`` on every clip."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -189,12 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         diffs = []
         for path in unique:
             decode_only(path, cfg)
+            decode_fft(path, cfg)
             ours = whypop_image(path, cfg)
             theirs = librosa_image(path, cfg)
             assert ours.shape == theirs.shape == (cfg.image_size, cfg.image_size) and ours.dtype == np.uint8
             diffs.append(np.abs(ours.astype(np.int16) - theirs.astype(np.int16)))
 
-        paths = {"whypop": whypop_image, "librosa": librosa_image, "decode_only": decode_only}
+        paths = {"whypop": whypop_image, "librosa": librosa_image, "decode_only": decode_only, "decode_fft": decode_fft}
         best = dict.fromkeys(paths, float("inf"))
         best_cpu = dict.fromkeys(paths, float("inf"))
         names = list(paths)
@@ -223,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_cpu": round(cpu_ms["librosa"] / cpu_ms["whypop"], 3),
             "floor_ratio_cpu": round(cpu_ms["whypop"] / cpu_ms["decode_only"], 3),
             "floor_measure": "cpu",
+            "decode_fft_cpu_ms_per_clip": round(cpu_ms["decode_fft"], 3),
+            "fft_floor_ratio_cpu": round(cpu_ms["decode_fft"] / cpu_ms["decode_only"], 3),
             **{f"{name}_cpu_over_wall": round(best_cpu[name] / best[name], 3) for name in paths},
         }
         if args.profile:
