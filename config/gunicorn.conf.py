@@ -4,7 +4,8 @@
 
 Environment: PORT (default 8050), WHYPOP_RUN (required), WHYPOP_PREFIX, WHYPOP_SECRET_KEY
 (share it between workers and hosts), WEB_CONCURRENCY (workers, default 2),
-WHYPOP_THREADS (threads per worker, default 4), WHYPOP_BIND (overrides host:port).
+WHYPOP_THREADS (threads per worker, default 4), WHYPOP_BIND (overrides host:port),
+WHYPOP_CONTROL_SOCKET (a path: turns on gunicorn's control socket for gunicornc).
 """
 
 import os
@@ -24,6 +25,13 @@ max_requests_jitter = 200
 # Build the app once in the master: workers fork with the layout, figures' imports and
 # caches warm. Each worker opens its own SQLite connection (the store checks the pid).
 preload_app = True
+# gunicorn 25+ opens a control socket for gunicornc at one path per user
+# ($XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl): two dashboards would share
+# it, and read-only homes in containers make it fail. Off unless a path is given.
+if os.environ.get("WHYPOP_CONTROL_SOCKET"):
+    control_socket = os.environ["WHYPOP_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
 accesslog = os.environ.get("WHYPOP_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("WHYPOP_LOG_LEVEL", "info")

@@ -267,9 +267,14 @@ def test_gunicorn_config(monkeypatch):
     monkeypatch.setenv("PORT", "9123")
     monkeypatch.delenv("WHYPOP_BIND", raising=False)
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.delenv("WHYPOP_CONTROL_SOCKET", raising=False)
     conf = runpy.run_path(str(REPO / "config" / "gunicorn.conf.py"))
     assert conf["bind"] == "0.0.0.0:9123" and conf["workers"] == 2 and conf["worker_class"] == "gthread"
+    assert conf["control_socket_disable"] is True and "control_socket" not in conf
     assert "whypop.app.server:create_server()" in (REPO / "Procfile").read_text()
+    monkeypatch.setenv("WHYPOP_CONTROL_SOCKET", "/tmp/whypop-test.ctl")
+    conf = runpy.run_path(str(REPO / "config" / "gunicorn.conf.py"))
+    assert conf["control_socket"] == "/tmp/whypop-test.ctl" and "control_socket_disable" not in conf
 
 
 def test_serve_command(fake_run, monkeypatch):  # noqa: F811

@@ -258,7 +258,9 @@ def test_dashboard_under_gunicorn_with_two_workers(dashboard_run, target, page, 
     import psutil
 
     log = tmp_path / "gunicorn.log"
-    proc, url = start_gunicorn(dashboard_run, "/team/whypop/", log, workers=2)
+    runtime = tmp_path / "xdg"  # where gunicorn would put its per-user control socket
+    runtime.mkdir()
+    proc, url = start_gunicorn(dashboard_run, "/team/whypop/", log, workers=2, env={"XDG_RUNTIME_DIR": str(runtime)})
     try:
         _wait_http(url + "/team/whypop/", proc)
         deadline = time.monotonic() + 30
@@ -266,6 +268,7 @@ def test_dashboard_under_gunicorn_with_two_workers(dashboard_run, target, page, 
             time.sleep(0.1)
         workers = psutil.Process(proc.pid).children()
         assert len(workers) == 2, workers
+        assert not list(runtime.iterdir()), "no shared control socket: two dashboards must not collide"
         exercise(page, url + "/team/whypop/", target)
     except Exception:
         print("gunicorn log:\n" + log.read_text()[-5000:])
