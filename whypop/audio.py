@@ -139,19 +139,22 @@ def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
 # within a few grey levels (in the bands at 10-11 kHz, where the resampler's transition
 # band is steep) and skips the resampling and half the FFT work.
 #
-# Frames are read in place from the samples (only the few frames at the edges are
-# copied for padding) into batches of 512 frames, not windowed: the periodic Hann
-# window is applied after the FFT, as its three-tap kernel in frequency, Xw[k] =
-# X[k] / 2 - (X[k-1] + X[k+1]) / 4 (exact; it saves a pass over the frames). One
-# compiled kernel (:func:`_spectral_kernel`) then takes each batch's FFT, still in the
-# cache, to windowed power (transposed in tiles of 8 frames, so that every bin's powers
-# lie along the frames) and to the mel bands, each the sum of its few nonzero weights
-# times those rows: contiguous vector products, a seventh of the dense banded product's
-# time and a third of numpy's power pass. The big intermediates (batch, power, mel)
-# live in per-thread scratch buffers reused from clip to clip, and every FFT is of a
-# full batch but the last: torch's FFT allocates its result, and a steady size lets
-# the allocator reuse one block instead of growing and trimming the heap (which cost
-# about 100 page faults, ~0.4 ms, per clip).
+# The FFTs read the frames in place from the samples (strided views; only the few
+# frames at the edges are copied, for the padding), 512 frames a call, without a
+# window: the periodic Hann window is applied after the FFT as its three-tap kernel in
+# frequency, Xw[k] = X[k] / 2 - (X[k-1] + X[k+1]) / 4 (exact), which saves a pass over
+# the frames. A compiled kernel (:func:`whypop._spectral.hann_power_mel`) takes each
+# batch's FFT, still in the cache, to the windowed power, transposed in tiles of 8
+# frames so that each bin's powers lie along the frames, and then to the mel bands,
+# each the sum of its few nonzero weights times those rows (contiguous vector
+# products). Per batch of 512 frames at 22.05 kHz: 0.03 ms for the power (numpy's
+# unwindowed power took 0.06 ms) and 0.02 ms for the bands (the banded BLAS product
+# took 0.12 ms). The log10 and the peak are taken per batch too, while it is in the
+# cache. The big intermediates (power, mel) live in per-thread scratch buffers reused
+# from clip to clip, and every FFT is of a full batch or into a scratch buffer: torch's
+# FFT allocates its result, and a steady size lets the allocator reuse one block
+# instead of growing and trimming the heap (which cost about 100 page faults, ~0.4 ms,
+# per clip).
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,7 @@ def _upsampling_gain(src_sr: int, dst_sr: int, n_fft: int, bins: int) -> np.ndar
     return np.maximum(smoothed[: bins * oversample : oversample], 0.0).astype(np.float32)
 
 
-_CHUNK = 512  # frames per batch: its FFT and power (1.5 MB at 22.05 kHz) stay in the L2/L3 cache
+_CHUNK = 512  # frames per FFT call (128, 256 and 1024 measured no faster)
 _scratch_local = threading.local()
 
 
