@@ -142,6 +142,7 @@ def test_precedence_defaults_file_env_overrides(tmp_path, monkeypatch):
     [
         ("audio.sample_rate=1000", "audio.sample_rate"),
         ("audio.n_fft=0", "audio.n_fft"),
+        ("audio.n_fft=8", "audio.n_fft"),
         ("audio.hop_length=2048", "audio.hop_length"),
         ("audio.n_mels=600", "audio.n_mels"),
         ("audio.duration=-1.0", "audio.duration"),

@@ -39,6 +39,8 @@ class AudioConfig:
         _positive(self, "sample_rate", "duration", "n_fft", "hop_length", "n_mels", "image_size", "top_db")
         if self.sample_rate < 4000:
             raise ConfigError(f"audio.sample_rate={self.sample_rate} is too low (at least 4000 Hz)")
+        if self.n_fft < 16:
+            raise ConfigError(f"audio.n_fft={self.n_fft} is too small (at least 16 samples)")
         if self.hop_length > self.n_fft:
             raise ConfigError(f"audio.hop_length={self.hop_length} must be at most audio.n_fft={self.n_fft}")
         if self.n_mels > self.n_fft // 2 + 1:
