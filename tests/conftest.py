@@ -35,13 +35,23 @@ def audio_fixtures() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """A complete demo run (prepare, train, extract: `whypop demo --no-serve`'s stages), built once per session."""
+    """A complete demo run (prepare, train, extract: `whypop demo --no-serve`'s stages), built once per session.
+
+    ``WHYPOP_TEST_DEMO_RUN=DIR`` copies a run built beforehand instead (for quick local
+    iterations; CI leaves it unset and builds the run with the code under test).
+    """
     from whypop.config import load_config
     from whypop.store import RunStore
 
     import pipelines.demo
 
     root = tmp_path_factory.mktemp("demo") / "run"
+    prebuilt = os.environ.get("WHYPOP_TEST_DEMO_RUN")
+    if prebuilt:  # a demo run built earlier by the same code (`whypop demo --no-serve --run DIR`)
+        if not (Path(prebuilt) / "run.sqlite").is_file():
+            pytest.fail(f"WHYPOP_TEST_DEMO_RUN={prebuilt} holds no run.sqlite")
+        shutil.copytree(prebuilt, root, symlinks=True)
+        return root
     store = RunStore(root, create=True)
     pipelines.demo.build(load_config("demo"), store, workers=2)
     store.close()
