@@ -33,7 +33,6 @@ previous extractions as they were.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -46,13 +45,26 @@ from typing import Callable
 
 import numpy as np
 
+from pipelines.common import load_current
+from whypop import __version__
+from whypop.ace import flags, stats
+from whypop.ace.activations import ActivationCache, LayerProbe, digest, weights_digest
+from whypop.ace.extractor import ConceptExtractor, GenreImages, RandomSets
+from whypop.ace.patches import make_patches, mask_bbox
+from whypop.ace.planted import mask_overlap, region_mask, signature_reliance
+from whypop.ace.segment import random_segment
+from whypop.ace.summary import concept_map
+from whypop.audio import box_to_pixels, encode_png
 from whypop.config import Config
 from whypop.errors import Cancelled, InputError, StoreError
+from whypop.model import get_layer
+from whypop.progress import Progress, ProgressEvent, null_progress
+from whypop.results import save_arrays, save_masks
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
+STAGE = "extract"
 SPLITS = {"heldout": ("validation", "test"), "training": ("training",), "all": ("training", "validation", "test")}
 DARK_FLAGS = ("augmentation-band", "silence")
 ARTEFACT_OVERLAP = 0.5  # a concept sits on the planted artefact when half its patch pixels do
@@ -83,8 +95,6 @@ def _order(ids: list[str], seed: int, salt: str) -> list[str]:
 
 def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = None) -> Plan:
     """Check the inputs and choose every image; raises a WhypopError, writes nothing."""
-    from whypop.model import get_layer, load_current
-
     ex = cfg.extract
     ex.validate()
     loaded = load_current(store, ex.device)  # StoreError when the run has no model
@@ -147,8 +157,6 @@ def _image_size(store: RunStore, track_id: str) -> int:
 
 def training_mean(store: RunStore, track_ids: list[str], cache: bool = True) -> float:
     """Mean pixel of the training spectrograms (the patch fill value), cached by file identity."""
-    from whypop.ace.activations import digest
-
     files = []
     for t in track_ids:
         p = store.spectrogram_path(t)
@@ -170,8 +178,6 @@ def training_mean(store: RunStore, track_ids: list[str], cache: bool = True) -> 
 
 def code_version() -> str:
     """whypop's version, plus the git commit when the package runs from a checkout."""
-    from whypop import __version__
-
     repo = Path(__file__).resolve().parents[1]
     if (repo / ".git").exists():
         try:
@@ -190,7 +196,7 @@ def code_version() -> str:
 def run(
     cfg: Config,
     store: RunStore,
-    progress: Progress | None = None,
+    progress: Progress = null_progress,
     *,
     genres: list[str] | None = None,
     job_id: str | None = None,
@@ -221,10 +227,7 @@ def run(
     return extraction_id
 
 
-def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | None, check: Callable[[], None]):
-    from whypop.ace.activations import ActivationCache, LayerProbe, weights_digest
-    from whypop.ace.extractor import ConceptExtractor, GenreImages, RandomSets
-
+def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress, check: Callable[[], None]):
     cfg, ex = plan.cfg, plan.cfg.extract
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -236,7 +239,7 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
                                  progress, check, ex.render_patches)
     unique = sorted({tid for s in plan.sets for tid in s})
     position = {tid: i for i, tid in enumerate(unique)}
-    random_images = _load(store, unique, "random sets: loading", progress, check)
+    random_images = _load(store, unique, progress, check, "random loading")
     timings["load"] = time.perf_counter() - t
     if ex.random_kind == "patches":
         t = time.perf_counter()
@@ -250,8 +253,8 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
         t = time.perf_counter()
         discovery_ids, score_ids = plan.images[g]
         images = GenreImages(
-            g, loaded.genres.index(g), discovery_ids, _load(store, discovery_ids, f"{g}: loading", progress, check),
-            score_ids, _load(store, score_ids, None, None, check),
+            g, loaded.genres.index(g), discovery_ids, _load(store, discovery_ids, progress, check, "loading", g),
+            score_ids, _load(store, score_ids, null_progress, check),
         )
         timings["load"] += time.perf_counter() - t
         result = extractor.fit_genre(images)
@@ -262,14 +265,12 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
         del images, result
     check()
     t = time.perf_counter()
-    if progress:
-        progress("summary", 0, 1)
+    progress(ProgressEvent(STAGE, "summary", 0, 1))
     concepts, patches, summary = writer.finish(random)
     summary["fill_value"] = fill
     summary["cache"] = {"hits": cache.hits, "misses": cache.misses}
     summary["activation_shape"] = list(probe.output_shape(loaded.image_size))
-    if progress:
-        progress("summary", 1, 1)
+    progress(ProgressEvent(STAGE, "summary", 1, 1))
     timings["summary"] = time.perf_counter() - t
     for k, v in extractor.timings_.items():
         timings[k] = timings.get(k, 0.0) + v
@@ -277,15 +278,12 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
 
 
 def random_patches(images: np.ndarray, track_ids: list[str], ex, fill: float, size: int,
-                   progress: Progress | None = None, check: Callable[[], None] = lambda: None) -> np.ndarray:
+                   progress: Progress = null_progress, check: Callable[[], None] = lambda: None) -> np.ndarray:
     """One random segment of each random spectrogram, made into a patch like the discovery ones.
 
     The segment is chosen by a generator seeded with ``extract.seed`` and the track id,
     so a track contributes the same patch to every set and every extraction.
     """
-    from whypop.ace.patches import make_patches
-    from whypop.ace.segment import random_segment
-
     out = np.empty((len(images), size, size), np.uint8)
     for i, (image, tid) in enumerate(zip(images, track_ids)):
         if i % 16 == 0:
@@ -293,19 +291,20 @@ def random_patches(images: np.ndarray, track_ids: list[str], ex, fill: float, si
         rng = np.random.default_rng([ex.seed, zlib.crc32(tid.encode())])
         mask = random_segment(image, ex.segments, rng, ex.compactness, ex.sigma)
         out[i] = make_patches(image, mask[None], fill, ex.patch_mode, size)[0]
-        if progress and (i + 1 == len(images) or i % 16 == 0):
-            progress("random sets: patches", i + 1, len(images))
+        if i + 1 == len(images) or i % 16 == 0:
+            progress(ProgressEvent(STAGE, "random patches", i + 1, len(images)))
     return out
 
 
-def _load(store: RunStore, ids: list[str], stage: str | None, progress: Progress | None, check) -> np.ndarray:
+def _load(store: RunStore, ids: list[str], progress: Progress, check, step: str = "loading",
+          genre: str | None = None) -> np.ndarray:
     out = []
     for i, tid in enumerate(ids):
         if i % 64 == 0:
             check()
         out.append(store.load_spectrogram(tid))
-        if progress and stage and (i + 1 == len(ids) or i % 16 == 0):
-            progress(stage, i + 1, len(ids))
+        if i + 1 == len(ids) or i % 16 == 0:
+            progress(ProgressEvent(STAGE, step, i + 1, len(ids), genre))
     return np.stack(out) if out else np.zeros((0, 0, 0), np.uint8)
 
 
@@ -325,9 +324,6 @@ class _Writer:
         self.audio = audio.audio if audio is not None else plan.cfg.audio
 
     def _regions(self, track_id: str, shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
-        from whypop.ace.planted import region_mask
-        from whypop.audio import box_to_pixels
-
         planted = self.store.planted(track_id)
         if not planted:
             return None, None
@@ -338,12 +334,6 @@ class _Writer:
         return region_mask(shape, boxes["signature"]), region_mask(shape, boxes["artefact"])
 
     def add_genre(self, result, images) -> None:
-        from whypop.ace import flags, stats
-        from whypop.ace.patches import mask_bbox
-        from whypop.ace.planted import mask_overlap
-        from whypop.audio import encode_png
-        from whypop.results import save_masks
-
         g = result.genre
         refs = [save_masks(self.partial, tid, m) for tid, m in zip(images.discovery_ids, result.masks)]
         shape = images.discovery.shape[1:]
@@ -405,8 +395,6 @@ class _Writer:
 
     def reliance(self, genre: str, images, loaded, fill: float) -> None:
         """Demo ground truth: does the model need the genre's planted signature? (score images)"""
-        from whypop.ace.planted import signature_reliance
-
         regions = [self._regions(tid, images.score.shape[1:])[0] for tid in images.score_ids]
         if any(r is None for r in regions) or not len(regions):
             return
@@ -419,10 +407,6 @@ class _Writer:
         }
 
     def finish(self, random) -> tuple[list[dict], list[dict], dict]:
-        from whypop.ace import flags
-        from whypop.ace.summary import concept_map
-        from whypop.results import save_arrays
-
         sc = self.plan.cfg.summary
         K = len(self.concepts)
         R = random.experiments
@@ -539,59 +523,3 @@ def _top(concepts: list[dict], extra: list[dict], indices: list[int], null_mean:
         if best is None or extra[i]["magnitude"] > extra[best]["magnitude"]:
             best = i
     return best
-
-
-# -- command line ------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (or a preset name: demo, fma_small)")
-    p.add_argument("--genres", nargs="+", metavar="GENRE", help="only these genres (default: all)")
-    p.add_argument("--layer", help="bottleneck layer, e.g. layer4.2.conv2")
-    p.add_argument("--clusters", type=int, metavar="N", help="k-means clusters per genre")
-    p.add_argument("--segments", type=int, nargs="+", metavar="N", help="SLIC resolutions, e.g. 10 15 25")
-    p.add_argument("--random-experiments", type=int, metavar="N", help="random sets (TCAV experiments)")
-    p.add_argument("--discovery-images", type=int, metavar="N", help="spectrograms segmented per genre")
-    p.add_argument("--patch-mode", choices=("faithful", "inplace"), help="crop and resize, or masked full frame")
-    p.add_argument("--cav-mode", choices=("fast", "exact"), help="batched solve, or sklearn per pair")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
-
-
-def _flag_overrides(args: argparse.Namespace) -> dict:
-    mapping = {"layer": "layer", "clusters": "n_clusters", "segments": "segments",
-               "random_experiments": "random_experiments", "discovery_images": "discovery_images",
-               "patch_mode": "patch_mode", "cav_mode": "cav_mode"}
-    out = {}
-    for attr, key in mapping.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            out[key] = list(value) if isinstance(value, (list, tuple)) else value
-    return out
-
-
-def main(args: argparse.Namespace) -> int:
-    from whypop.cli import StageBars, load_cli_config
-    from whypop.config import merge
-
-    store = RunStore(args.run)
-    cfg = load_cli_config(args, store=store)
-    flags_ = _flag_overrides(args)
-    if flags_:
-        cfg = merge(cfg, {"extract": flags_}, origin="command line").validate()
-    with StageBars() as progress:
-        extraction_id = run(cfg, store, progress, genres=args.genres)
-    ex = store.extraction(extraction_id)
-    summary = ex["summary"]
-    n = len(store.concepts(extraction_id))
-    print(f"extraction {extraction_id} complete in {ex['timings']['total']:.1f} s: {n} concepts "
-          f"(`whypop status --run {args.run}`)")
-    for genre, g in summary["genres"].items():
-        line = f"  {genre}: {g['n_concepts']} concepts, {g['n_significant']} significant"
-        if g.get("overlap") is not None:
-            line += f"; top concept overlaps planted signature {g['overlap']:.2f} (chance {g['chance']:.2f})"
-        print(line)
-    for f in summary["artefact"]["flagged"]:
-        print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: {f['black_share']:.0%} black")
-    return 0
-

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from whypop.errors import NotFound
+from whypop.progress import ProgressEvent
 
 if TYPE_CHECKING:  # pragma: no cover
     from whypop.store import RunStore
@@ -97,3 +99,47 @@ def _load_masks(path: str) -> tuple[np.ndarray, tuple[int, int, int]]:
 def _load_npz(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+# -- job progress ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Where a background job is: its stage and step, the step's count, the whole job's fraction.
+
+    ``stage`` is a stage name while work runs (``"extract"``) and the job's phase
+    around it (``"queued"``, ``"starting"``, ``"done"``). Stored as typed columns of the
+    job's row (``stage``, ``step``, ``genre``, ``done``, ``total``, ``progress``).
+    """
+
+    stage: str
+    step: str | None = None
+    genre: str | None = None
+    done: int = 0
+    total: int = 0
+    fraction: float = 0.0
+
+    @classmethod
+    def from_event(cls, event: ProgressEvent, fraction: float) -> "JobProgress":
+        return cls(event.stage, event.step, event.genre, int(event.done), int(event.total), float(fraction))
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "JobProgress":
+        """From a job row (:meth:`whypop.store.RunStore.jobs`) or :meth:`to_dict`'s output."""
+        return cls(
+            row.get("stage") or "queued", row.get("step"), row.get("genre"), int(row.get("done") or 0),
+            int(row.get("total") or 0), float((row.get("progress") if "progress" in row else row.get("fraction")) or 0.0),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "step": self.step, "genre": self.genre, "done": self.done,
+                "total": self.total, "fraction": self.fraction}
+
+    @property
+    def text(self) -> str:
+        """For people: ``"Rock: activations 120/430"``, or the phase (``"done"``)."""
+        if not self.step:
+            return self.stage
+        label = f"{self.genre}: {self.step}" if self.genre else self.step
+        return f"{label} {self.done}/{self.total}" if self.total else label

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from whypop.config import AudioConfig, Config
+from whypop.config import AudioConfig, Config, resolve_config
 from whypop.errors import NotFound
 from whypop.features import AUDIO_FEATURES, ECHONEST_FEATURES, FeatureSpec, format_value, percentile_scale
 from whypop.results import load_arrays
@@ -129,7 +129,7 @@ class AppData:
     # -- run-wide ---------------------------------------------------------------------------
     @functools.cached_property
     def config(self) -> Config:
-        return self.store.stored_config() or Config()
+        return resolve_config(stored=self.store.get_meta("config"))
 
     @property
     def audio(self) -> AudioConfig:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from whypop.results import JobProgress
+from whypop.store import RunStore
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
@@ -12,8 +15,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from whypop.store import RunStore
-
     store = RunStore(args.run)
     st = store.status()
     # what preparation skipped without a track to record it on (e.g. an empty genre folder)
@@ -57,7 +58,7 @@ def format_status(st: dict) -> str:
         for genre, g in sorted(((e.get("summary") or {}).get("genres") or {}).items()):
             lines.extend(_planted_lines(genre, g))
     for j in st["jobs"][-10:]:
-        lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {j.get('stage') or ''} {j.get('error') or ''}".rstrip())
+        lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {JobProgress.from_row(j).text} {j.get('error') or ''}".rstrip())
     return "\n".join(lines)
 
 
