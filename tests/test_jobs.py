@@ -201,3 +201,15 @@ def test_sigkill_mid_real_extraction_keeps_the_store_consistent(demo_run, tmp_pa
     eid = jobs.run_extraction_job(store, nxt.job_id)
     assert jobs.get(store, nxt.job_id)["status"] == "complete"
     assert store.extraction()["extraction_id"] == eid and eid not in before
+
+
+def test_job_parameters_follow_the_one_precedence(store, monkeypatch):
+    """The job path resolves its configuration like the command line: stored < WHYPOP_CONFIG < job."""
+    from whypop.config import load_config
+
+    store.set_meta("config", load_config("demo", overrides={"extract.n_clusters": 7}, env=False).to_dict())
+    monkeypatch.setenv("WHYPOP_CONFIG", "extract.random_experiments=11,extract.n_clusters=9")
+    cfg, genres = jobs.validate_params(store, {"discovery_images": 5})
+    assert (cfg.extract.n_clusters, cfg.extract.random_experiments, cfg.extract.discovery_images) == (9, 11, 5)
+    cfg, _ = jobs.validate_params(store, {"n_clusters": 4})
+    assert cfg.extract.n_clusters == 4 and genres is None
