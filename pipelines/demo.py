@@ -14,6 +14,7 @@ from typing import Callable
 from pipelines import extract, prepare, train
 from whypop.config import Config
 from whypop.progress import Progress, null_progress
+from whypop.results import ExtractionSummary
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,9 @@ def build(cfg: Config, store: RunStore, progress: Progress = null_progress, work
     else:
         say("discovering concepts with ACE and scoring them with TCAV")
         extraction_id = extract.run(cfg, store, progress)
-        ex = store.extraction(extraction_id)
-        for genre, g in sorted(((ex.get("summary") or {}).get("genres") or {}).items()):
-            if g.get("overlap") is not None:
-                say(f"{genre}: top concept overlaps its planted signature {g['overlap']:.2f} (chance {g['chance']:.2f})")
+        summary = ExtractionSummary.from_dict(store.extraction(extraction_id)["summary"])
+        for genre, g in sorted(summary.genres.items()):
+            if g.overlap is not None:
+                say(f"{genre}: top concept overlaps its planted signature {g.overlap:.2f} (chance {g.chance:.2f})")
         timings["extract"] = time.perf_counter() - t
     return timings

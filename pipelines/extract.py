@@ -24,7 +24,7 @@ Protocol (all choices seeded by ``extract.seed`` and stored with the extraction)
   recognised by the absence of the others' signatures does not, and then no concept
   can honestly be expected on its signature). The top concept is the significant concept raising the class
   (TCAV score above 0.5) with the largest TCAV magnitude, among those not flagged as
-  silence or augmentation bands (see :func:`_top`).
+  silence or augmentation bands (see :mod:`whypop.ace.ranking`).
 
 Nothing is written before the inputs are validated; results go to a partial directory
 and become visible in one transaction at the end; a failure or a cancel leaves the
@@ -52,6 +52,7 @@ from whypop.ace.activations import ActivationCache, LayerProbe, digest, weights_
 from whypop.ace.extractor import ConceptExtractor, GenreImages, RandomSets
 from whypop.ace.patches import make_patches, mask_bbox
 from whypop.ace.planted import mask_overlap, region_mask, signature_reliance
+from whypop.ace.ranking import Candidate, top_concept
 from whypop.ace.segment import random_segment
 from whypop.ace.summary import concept_map
 from whypop.audio import box_to_pixels, encode_png
@@ -59,14 +60,13 @@ from whypop.config import Config
 from whypop.errors import Cancelled, InputError, StoreError
 from whypop.model import get_layer
 from whypop.progress import Progress, ProgressEvent, null_progress
-from whypop.results import save_arrays, save_masks
+from whypop.results import ConceptRecord, ExtractionSummary, GenreSummary, Reliance, save_arrays, save_masks
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
 
 STAGE = "extract"
 SPLITS = {"heldout": ("validation", "test"), "training": ("training",), "all": ("training", "validation", "test")}
-DARK_FLAGS = ("augmentation-band", "silence")
 ARTEFACT_OVERLAP = 0.5  # a concept sits on the planted artefact when half its patch pixels do
 RELIANCE_DROP = 0.5  # the model relies on a planted signature when hiding it costs this much probability
 
@@ -216,7 +216,7 @@ def run(
     try:
         concepts, patches, timings, summary = _extract(plan, store, partial, progress, check)
         timings["total"] = time.perf_counter() - start
-        store.complete_extraction(extraction_id, concepts, patches, timings, summary)
+        store.complete_extraction(extraction_id, concepts, patches, timings, summary.to_dict())
     except Cancelled:
         store.fail_extraction(extraction_id, "cancelled", status="cancelled")
         raise
@@ -266,10 +266,8 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress, che
     check()
     t = time.perf_counter()
     progress(ProgressEvent(STAGE, "summary", 0, 1))
-    concepts, patches, summary = writer.finish(random)
-    summary["fill_value"] = fill
-    summary["cache"] = {"hits": cache.hits, "misses": cache.misses}
-    summary["activation_shape"] = list(probe.output_shape(loaded.image_size))
+    concepts, patches, summary = writer.finish(random, fill, {"hits": cache.hits, "misses": cache.misses},
+                                               probe.output_shape(loaded.image_size))
     progress(ProgressEvent(STAGE, "summary", 1, 1))
     timings["summary"] = time.perf_counter() - t
     for k, v in extractor.timings_.items():
@@ -318,8 +316,9 @@ class _Writer:
         self.mean_cavs: list[np.ndarray] = []
         self.tcav: list[np.ndarray] = []
         self.null: dict[str, np.ndarray] = {}
-        self.genres: dict[str, dict] = {}
-        self.extra: list[dict] = []  # per concept: darkness, planted overlaps, accuracy (same order)
+        self.genres: dict[str, GenreSummary] = {}
+        self.planted: set[str] = set()  # genres whose discovery songs have planted regions (the demo)
+        self.records: list[ConceptRecord] = []  # per concept, in the order of self.concepts
         audio = store.stored_config()
         self.audio = audio.audio if audio is not None else plan.cfg.audio
 
@@ -372,26 +371,27 @@ class _Writer:
                 "p_value": float(result.p_values[ci]), "significant": bool(result.significant[ci]),
                 "flags": flag_list, "n_patches": int(len(c.members)),
             })
-            self.extra.append({
-                "black_share": result.darkness[ci].black_share, "band_share": result.darkness[ci].band_share,
-                "signature_overlap": float(np.mean(sig_vals)) if sig_vals else None,
-                "artefact_overlap": float(np.mean(art_vals)) if art_vals else None,
-                "cav_accuracy": float(result.accuracy[ci]), "n_images": int(c.n_images),
-                "magnitude": float(result.magnitude[ci]),
-            })
+            self.records.append(ConceptRecord(
+                cid, black_share=result.darkness[ci].black_share, band_share=result.darkness[ci].band_share,
+                signature_overlap=float(np.mean(sig_vals)) if sig_vals else None,
+                artefact_overlap=float(np.mean(art_vals)) if art_vals else None,
+                cav_accuracy=float(result.accuracy[ci]), n_images=int(c.n_images),
+                magnitude=float(result.magnitude[ci]),
+            ))
         self.mean_cavs.append(result.mean_cavs)
         self.tcav.append(result.tcav)
         self.null[g] = result.null
         chance = None
         if planted:
             chance = float(np.mean(np.concatenate([o for o in sig_overlap if o is not None])))
-        self.genres[g] = {
-            "discovery": list(images.discovery_ids), "score": list(images.score_ids),
-            "n_patches": int(len(result.patch_image)), "n_concepts": len(result.concepts),
-            "n_significant": int(np.sum(result.significant)), "chance": chance,
-            "null_mean": float(result.null.mean()), "null_cav_accuracy": result.null_accuracy,
-            "_planted": planted, "_first": first,
-        }
+        if planted:
+            self.planted.add(g)
+        self.genres[g] = GenreSummary(
+            discovery=tuple(images.discovery_ids), score=tuple(images.score_ids),
+            n_patches=int(len(result.patch_image)), n_concepts=len(result.concepts),
+            n_significant=int(np.sum(result.significant)), chance=chance,
+            null_mean=float(result.null.mean()), null_cav_accuracy=result.null_accuracy,
+        )
 
     def reliance(self, genre: str, images, loaded, fill: float) -> None:
         """Demo ground truth: does the model need the genre's planted signature? (score images)"""
@@ -399,14 +399,15 @@ class _Writer:
         if any(r is None for r in regions) or not len(regions):
             return
         full, occluded = signature_reliance(loaded.model, images.score, regions, images.class_index, fill, loaded.device)
-        self.genres[genre]["reliance"] = {
-            "p_full": round(full, 4), "p_signature_hidden": round(occluded, 4),
-            "relies_on_signature": bool(full - occluded >= RELIANCE_DROP),
-            "rule": f"the mean probability of the genre on its score images drops by at least {RELIANCE_DROP} "
-                    f"when the planted signature is filled with the training mean",
-        }
+        self.genres[genre] = dataclasses.replace(self.genres[genre], reliance=Reliance(
+            p_full=round(full, 4), p_signature_hidden=round(occluded, 4),
+            relies_on_signature=bool(full - occluded >= RELIANCE_DROP),
+            rule=f"the mean probability of the genre on its score images drops by at least {RELIANCE_DROP} "
+                 f"when the planted signature is filled with the training mean",
+        ))
 
-    def finish(self, random) -> tuple[list[dict], list[dict], dict]:
+    def finish(self, random, fill: float, cache: dict, activation_shape: tuple[int, ...]
+               ) -> tuple[list[dict], list[dict], ExtractionSummary]:
         sc = self.plan.cfg.summary
         K = len(self.concepts)
         R = random.experiments
@@ -435,23 +436,20 @@ class _Writer:
         genres = {}
         for g, info in self.genres.items():
             mine = [i for i, c in enumerate(self.concepts) if c["genre"] == g]
-            null = info["null_mean"]
-            top = _top(self.concepts, self.extra, mine, null, exclude_dark=True)
-            top_any = _top(self.concepts, self.extra, mine, null, exclude_dark=False)
-            overlap = None
-            if info["_planted"] and top is not None:
-                overlap = self.extra[top]["signature_overlap"]
-            genres[g] = {k: v for k, v in info.items() if not k.startswith("_")}
-            genres[g].update({
-                "top_concept": None if top is None else self.concepts[top]["concept_id"],
-                "top_concept_any": None if top_any is None else self.concepts[top_any]["concept_id"],
-                "overlap": overlap,
-            })
-        summary = {
-            "layer": self.ex.layer,
-            "patch_mode": self.ex.patch_mode, "cav_mode": self.ex.cav_mode, "tcav_gradient": self.ex.tcav_gradient,
-            "genres": genres,
-            "random": {
+            candidates = [Candidate(self.concepts[i]["significant"], self.concepts[i]["tcav_mean"],
+                                    self.records[i].magnitude, flags.is_dark(self.concepts[i]["flags"])) for i in mine]
+            top = top_concept(candidates, info.null_mean, exclude_dark=True)
+            top_any = top_concept(candidates, info.null_mean, exclude_dark=False)
+            genres[g] = dataclasses.replace(
+                info,
+                top_concept=None if top is None else self.concepts[mine[top]]["concept_id"],
+                top_concept_any=None if top_any is None else self.concepts[mine[top_any]]["concept_id"],
+                overlap=self.records[mine[top]].signature_overlap if g in self.planted and top is not None else None,
+            )
+        summary = ExtractionSummary(
+            layer=self.ex.layer, patch_mode=self.ex.patch_mode, cav_mode=self.ex.cav_mode,
+            tcav_gradient=self.ex.tcav_gradient, genres=genres,
+            random={
                 "kind": self.ex.random_kind,
                 "protocol": f"{R + 1} sets of {self.ex.random_set_size} spectrograms drawn without replacement "
                             f"from the {'/'.join(SPLITS[self.ex.random_split])} tracks of every genre minus all "
@@ -462,35 +460,33 @@ class _Writer:
                 "pool": len(self.plan.pool), "experiments": R, "set_size": self.ex.random_set_size,
                 "sets": [list(s) for s in self.plan.sets],
             },
-            "significance": {
+            significance={
                 "test": "paired t-test (scipy ttest_rel, two-sided) of each concept's R TCAV scores against "
                         "the genre's random-vs-random scores",
                 "alpha": self.ex.significance, "correction": self.ex.correction, "family": "the concepts of a genre",
             },
-            "artefact": self._artefact(),
-            "concepts": [
-                {"concept_id": c["concept_id"], **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()}}
-                for c, e in zip(self.concepts, self.extra)
-            ],
-            "clusters": len(cmap.cluster_ids),
-        }
+            artefact=self._artefact(),
+            concepts=tuple(self.records),
+            clusters=len(cmap.cluster_ids),
+            fill_value=fill, cache=cache, activation_shape=tuple(activation_shape),
+        )
         return self.concepts, self.patches, summary
 
     def _artefact(self) -> dict:
         """Concepts flagged as silence / bands, and the check against planted artefacts (demo)."""
         flagged, on_planted = [], []
-        for c, e in zip(self.concepts, self.extra):
-            dark = [f["flag"] for f in c["flags"] if f["flag"] in DARK_FLAGS]
+        for c, e in zip(self.concepts, self.records):
+            dark = [f["flag"] for f in c["flags"] if f["flag"] in flags.DARK_FLAGS]
             if dark:
                 flagged.append({"concept_id": c["concept_id"], "genre": c["genre"], "flag": dark[0],
-                                "black_share": round(e["black_share"], 4), "band_share": round(e["band_share"], 4),
+                                "black_share": round(e.black_share, 4), "band_share": round(e.band_share, 4),
                                 "tcav_mean": c["tcav_mean"], "significant": c["significant"],
-                                "planted_overlap": None if e["artefact_overlap"] is None else round(e["artefact_overlap"], 4)})
-            if e["artefact_overlap"] is not None and e["artefact_overlap"] >= ARTEFACT_OVERLAP:
+                                "planted_overlap": None if e.artefact_overlap is None else round(e.artefact_overlap, 4)})
+            if e.artefact_overlap is not None and e.artefact_overlap >= ARTEFACT_OVERLAP:
                 on_planted.append({"concept_id": c["concept_id"], "genre": c["genre"],
-                                   "overlap": round(e["artefact_overlap"], 4),
-                                   "black_share": round(e["black_share"], 4), "flagged": bool(dark)})
-        planted = any(e["artefact_overlap"] is not None for e in self.extra)  # the run has ground truth
+                                   "overlap": round(e.artefact_overlap, 4),
+                                   "black_share": round(e.black_share, 4), "flagged": bool(dark)})
+        planted = any(e.artefact_overlap is not None for e in self.records)  # the run has ground truth
         return {
             "rule": f"flagged when at least {self.ex.black_share:.0%} of the concept's patch pixels are black "
                     f"(<= {self.ex.black_level}/255)",
@@ -500,26 +496,3 @@ class _Writer:
             "on_planted": on_planted if planted else None,
             "flagged_on_planted": [p["concept_id"] for p in on_planted if p["flagged"]] if planted else None,
         }
-
-
-def _top(concepts: list[dict], extra: list[dict], indices: list[int], null_mean: float,
-         exclude_dark: bool) -> int | None:
-    """Index of the most important concept of a genre, or None.
-
-    Candidates are the significant concepts that push the class up: mean TCAV score
-    above 0.5 and above the random null's mean (the test is two-sided, and a concept
-    scoring 0.55 against a null of 0.9 is significant for being *less* important than
-    a random direction). The sign-count score saturates (many concepts score 1.0 once the score
-    images' gradients agree), so candidates are ranked by the TCAV magnitude, the mean
-    directional derivative along their CAVs: how strongly they raise the class logit.
-    """
-    best = None
-    for i in indices:
-        c = concepts[i]
-        if not c["significant"] or c["tcav_mean"] <= max(0.5, null_mean):
-            continue
-        if exclude_dark and any(f["flag"] in DARK_FLAGS for f in c["flags"]):
-            continue
-        if best is None or extra[i]["magnitude"] > extra[best]["magnitude"]:
-            best = i
-    return best

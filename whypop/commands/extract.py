@@ -6,6 +6,7 @@ import argparse
 
 from whypop.cli import ProgressBars, load_cli_config
 from whypop.config import CavMode, PatchMode, choices
+from whypop.results import ExtractionSummary
 from whypop.store import RunStore
 
 # flag attribute -> extract.* key
@@ -48,15 +49,15 @@ def main(args: argparse.Namespace) -> int:
     with ProgressBars() as bars:
         extraction_id = extract.run(cfg, store, bars, genres=args.genres)
     ex = store.extraction(extraction_id)
-    summary = ex["summary"]
+    summary = ExtractionSummary.from_dict(ex["summary"])
     n = len(store.concepts(extraction_id))
     print(f"extraction {extraction_id} complete in {ex['timings']['total']:.1f} s: {n} concepts "
           f"(`whypop status --run {args.run}`)")
-    for genre, g in summary["genres"].items():
-        line = f"  {genre}: {g['n_concepts']} concepts, {g['n_significant']} significant"
-        if g.get("overlap") is not None:
-            line += f"; top concept overlaps planted signature {g['overlap']:.2f} (chance {g['chance']:.2f})"
+    for genre, g in summary.genres.items():
+        line = f"  {genre}: {g.n_concepts} concepts, {g.n_significant} significant"
+        if g.overlap is not None:
+            line += f"; top concept overlaps planted signature {g.overlap:.2f} (chance {g.chance:.2f})"
         print(line)
-    for f in summary["artefact"]["flagged"]:
+    for f in summary.artefact.get("flagged", []):
         print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: {f['black_share']:.0%} black")
     return 0
