@@ -60,7 +60,8 @@ from whypop.config import Config
 from whypop.errors import Cancelled, InputError, StoreError
 from whypop.model import get_layer
 from whypop.progress import Progress, ProgressEvent, null_progress
-from whypop.results import ConceptRecord, ExtractionSummary, GenreSummary, Reliance, save_arrays, save_masks
+from whypop.extraction_files import save_arrays, save_masks
+from whypop.results import ConceptRecord, ExtractionSummary, GenreSummary, Reliance
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)

@@ -98,7 +98,7 @@ def _visible(store: RunStore) -> tuple[int, list[str]]:
 
 
 def test_extraction_follows_the_file_contract(tiny_run):
-    from whypop.results import load_arrays, load_mask
+    from whypop.extraction_files import load_arrays, load_mask
 
     store = RunStore(tiny_run)
     ex = store.extraction()
