@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("pipelines.serve", "serve the dashboard for a run"),
     "demo": ("pipelines.demo", "the whole system on the synthetic demo, then the dashboard"),
     "status": ("pipelines.status", "what a run holds: tracks, failures, model, extractions, jobs"),
+    "listen": ("whypop.commands.listen", "hear a concept: an example, or its regions in a song, as a WAV file"),
 }
 
 
