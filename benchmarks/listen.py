@@ -140,6 +140,8 @@ def main() -> int:
             "song_s": 30.0, "sample_rate": decoded.sample_rate, "n_fft": n_fft, "hop": hop,
             "clip_s": round(info.clip_duration_s, 3), "region_s": round(info.region.end_s - info.region.start_s, 3),
             "repeat": args.repeat, "torch_threads": torch.get_num_threads(),
+            "first_render_vs_baseline": round(first_ms / baseline_ms, 3),
+            "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
         }, sort_keys=True))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -33,6 +33,7 @@ import numpy as np
 
 from whypop.audio import decode
 from whypop.config import AudioConfig
+from whypop.geometry import mask_region
 from whypop.errors import InputError, NotFound
 from whypop.results import load_mask
 from whypop.sonify import GRIFFIN_LIM, MODES, Clip, ClipInfo, ListenSettings, image_to_samples, render
@@ -123,7 +124,11 @@ class Listener:
     def render_rows(self, eid: int, track_id: str, rows: list[dict], mode: str, whole: bool) -> Clip:
         """Render (no cache) the union of these patch rows' masks in a track."""
         mask = self._union_mask(eid, rows)
-        source = self._source(track_id)
+        seconds = self.audio.duration
+        if not whole:  # an example needs the song only up to its clip's end (plus a window)
+            region = mask_region(mask, self.audio)
+            seconds = min(seconds, region.end_s + self.settings.context_s + 2 * self.settings.window_s + 0.05)
+        source = self._source(track_id, seconds)
         return render(source.samples, source.sample_rate, mask, self.audio, mode, self.settings, whole=whole,
                       fallback=source.fallback)
 
@@ -198,11 +203,12 @@ class Listener:
         st = self.store.spectrogram_path(track_id).stat()
         return f"image:{st.st_size}:{st.st_mtime_ns}"
 
-    def _source(self, track_id: str) -> _Source:
+    def _source(self, track_id: str, seconds: float | None = None) -> _Source:
+        """The track's samples from 0 s (at least ``seconds`` of them, or the image's window)."""
         path, why = self._audio_path(track_id)
         if path is not None:
             try:
-                d = decode(path, max_seconds=self.audio.duration)
+                d = decode(path, max_seconds=min(seconds or self.audio.duration, self.audio.duration))
                 return _Source(d.samples, d.sample_rate, self._signature(track_id), None)
             except InputError as exc:
                 why = str(exc)
