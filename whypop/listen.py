@@ -123,10 +123,15 @@ class Listener:
 
     def render_rows(self, eid: int, track_id: str, rows: list[dict], mode: str, whole: bool) -> Clip:
         """Render (no cache) the union of these patch rows' masks in a track."""
-        mask = self._union_mask(eid, rows)
+        return self.render_mask(track_id, self._union_mask(eid, rows), mode, whole)
+
+    def render_mask(self, track_id: str, mask: np.ndarray, mode: str, whole: bool = True) -> Clip:
+        """Render (no cache) any image mask of a track: e.g. a concept's placement in a song it was not found in."""
         seconds = self.audio.duration
         if not whole:  # an example needs the song only up to its clip's end (plus a window)
             region = mask_region(mask, self.audio)
+            if region is None:
+                raise InputError("the mask is empty")
             seconds = min(seconds, region.end_s + self.settings.context_s + 2 * self.settings.window_s + 0.05)
         source = self._source(track_id, seconds)
         return render(source.samples, source.sample_rate, mask, self.audio, mode, self.settings, whole=whole,
