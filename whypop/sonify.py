@@ -319,7 +319,8 @@ def _region_mask(mask: np.ndarray, audio: AudioConfig, region: Region, sr: int, 
         cols = np.where(before & (t >= clip0), first, cols)
         cols = np.where(after & (t < clip1), last, cols)
         cols = np.where((t < clip0) | (t >= clip1), -1, cols)
-        for side, edge, length in ((before, region.start_s, region.start_s - clip0), (after, region.end_s, clip1 - region.end_s)):
+        sides = ((before, region.start_s, region.start_s - clip0), (after, region.end_s, clip1 - region.end_s))
+        for side, edge, length in sides:
             if length > 0:
                 ramp = 0.5 + 0.5 * np.cos(np.pi * np.clip(np.abs(t - edge) / length, 0, 1))
                 weight = np.where(side, ramp, weight).astype(np.float32)
