@@ -128,6 +128,10 @@ def test_griffin_lim_from_the_image_keeps_the_band():
     clip = sonify.render(stand_in, 22050, _box_mask(geometry.Region(1.0, 3.0, 7000, 11000), cfg), cfg, "solo",
                          fallback="griffin-lim: test")
     assert clip.fallback and sonify.band_share(clip.samples, 22050, clip.region.low_hz, clip.region.high_hz) > 0.9
+    part = sonify.image_to_samples(image, cfg, n_iter=8, start_s=1.0, end_s=2.0)  # only an example's span
+    assert part.shape == stand_in.shape
+    assert np.abs(part[int(1.0 * 22050) : int(2.0 * 22050)]).min() >= 0 and np.abs(part[22050:44100]).max() > 0.1
+    assert np.abs(part[: int(0.7 * 22050)]).max() == 0 and np.abs(part[int(2.3 * 22050) :]).max() == 0
 
 
 # -- the store: masks, cache, fallback ---------------------------------------------------------

@@ -127,13 +127,14 @@ class Listener:
 
     def render_mask(self, track_id: str, mask: np.ndarray, mode: str, whole: bool = True) -> Clip:
         """Render (no cache) any image mask of a track: e.g. a concept's placement in a song it was not found in."""
-        seconds = self.audio.duration
-        if not whole:  # an example needs the song only up to its clip's end (plus a window)
+        start, seconds = 0.0, self.audio.duration
+        if not whole:  # an example needs the song only around its clip (plus a window)
             region = mask_region(mask, self.audio)
             if region is None:
                 raise InputError("the mask is empty")
-            seconds = min(seconds, region.end_s + self.settings.context_s + 2 * self.settings.window_s + 0.05)
-        source = self._source(track_id, seconds)
+            margin = self.settings.context_s + 2 * self.settings.window_s + 0.05
+            start, seconds = max(0.0, region.start_s - margin), min(seconds, region.end_s + margin)
+        source = self._source(track_id, seconds, start)
         return render(source.samples, source.sample_rate, mask, self.audio, mode, self.settings, whole=whole,
                       fallback=source.fallback)
 
@@ -208,8 +209,8 @@ class Listener:
         st = self.store.spectrogram_path(track_id).stat()
         return f"image:{st.st_size}:{st.st_mtime_ns}"
 
-    def _source(self, track_id: str, seconds: float | None = None) -> _Source:
-        """The track's samples from 0 s (at least ``seconds`` of them, or the image's window)."""
+    def _source(self, track_id: str, seconds: float | None = None, start: float = 0.0) -> _Source:
+        """The track's samples from 0 s (right from ``start`` to ``seconds`` at least, or the image's window)."""
         path, why = self._audio_path(track_id)
         if path is not None:
             try:
@@ -218,7 +219,9 @@ class Listener:
             except InputError as exc:
                 why = str(exc)
         image = self.store.load_spectrogram(track_id)
-        samples = _griffin_lim(image.tobytes(), image.shape, self.audio, self.settings.griffin_lim_iters)
+        end = min(seconds or self.audio.duration, self.audio.duration)
+        samples = _griffin_lim(image.tobytes(), image.shape, self.audio, self.settings.griffin_lim_iters,
+                               round(start, 2), round(end, 2))
         note = (f"{GRIFFIN_LIM}: the song's audio is unavailable ({why}); this sound is rebuilt from the spectrogram "
                 f"image (estimated phase, mel resolution) and sounds worse than the song")
         log.warning("%s: %s", track_id, note)
@@ -244,8 +247,10 @@ def audio_file(store: RunStore, track_id: str, confine: bool = False) -> tuple[P
 
 
 @functools.lru_cache(maxsize=4)
-def _griffin_lim(image: bytes, shape: tuple[int, int], audio: AudioConfig, n_iter: int) -> np.ndarray:
-    return image_to_samples(np.frombuffer(image, dtype=np.uint8).reshape(shape), audio, n_iter=n_iter)
+def _griffin_lim(image: bytes, shape: tuple[int, int], audio: AudioConfig, n_iter: int, start: float,
+                 end: float) -> np.ndarray:
+    return image_to_samples(np.frombuffer(image, dtype=np.uint8).reshape(shape), audio, n_iter=n_iter,
+                            start_s=start, end_s=end)
 
 
 def _read_sidecar(path: Path, signature: str) -> ClipInfo | None:

@@ -221,8 +221,12 @@ def band_share(samples: np.ndarray, sample_rate: int, low_hz: float, high_hz: fl
 # -- Griffin-Lim from the image (no source audio) -------------------------------------------
 
 
-def image_to_samples(image: np.ndarray, audio: AudioConfig, n_iter: int = 32, seed: int = 0) -> np.ndarray:
+def image_to_samples(image: np.ndarray, audio: AudioConfig, n_iter: int = 32, seed: int = 0,
+                     start_s: float = 0.0, end_s: float | None = None) -> np.ndarray:
     """A stand-in waveform at ``audio.sample_rate`` for the image's window, by Griffin-Lim.
+
+    With ``start_s`` / ``end_s``, only that span (plus a quarter second either side) is
+    reconstructed, in place in an otherwise silent window: an example needs only its clip.
 
     The uint8 image is read back as dB below its peak, resampled from pixels onto the mel
     bands and STFT frames through :mod:`whypop.geometry`, spread from bands to FFT bins
@@ -249,12 +253,20 @@ def image_to_samples(image: np.ndarray, audio: AudioConfig, n_iter: int = 32, se
     weight = fb.sum(axis=1, keepdims=True)
     power = (fb @ mel_power) / np.maximum(weight, 1e-12)
     power[weight[:, 0] <= 1e-12] = 0.0
-    magnitude = torch.from_numpy(np.sqrt(power).astype(np.float32))
+    hop = audio.hop_length
+    pad = int(math.ceil(0.25 * audio.sample_rate / hop))
+    f0 = max(0, int(math.floor(start_s * audio.sample_rate / hop)) - pad)
+    f1 = frames if end_s is None else min(frames, int(math.ceil(end_s * audio.sample_rate / hop)) + pad + 1)
+    f1 = max(f1, f0 + 2)
+    magnitude = torch.from_numpy(np.sqrt(power[:, f0:f1]).astype(np.float32))
     gl = torchaudio.transforms.GriffinLim(n_fft=audio.n_fft, hop_length=audio.hop_length, power=1.0, n_iter=n_iter,
                                           window_fn=torch.hann_window, rand_init=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        wave = gl(magnitude).numpy().astype(np.float32)
+        part = gl(magnitude).numpy().astype(np.float32)
+    wave = np.zeros((frames - 1) * hop, dtype=np.float32)
+    n = min(part.shape[0], wave.shape[0] - f0 * hop)
+    wave[f0 * hop : f0 * hop + n] = part[:n]  # frame f is centred at sample f * hop
     peak = float(np.abs(wave).max()) if wave.size else 0.0
     return wave / peak * 0.5 if peak > 0 else wave
 
