@@ -62,7 +62,8 @@ def main(args: argparse.Namespace) -> int:
             f"example {rendered.rank} (from {rendered.track_id})"
         print(f"wrote {out}: {rendered.concept} ({rendered.genre}), {what}, {args.mode}: "
               f"{info.region.start_s:.2f}-{info.region.end_s:.2f} s, {info.region.low_hz:.0f}-{info.region.high_hz:.0f} Hz, "
-              f"gain {info.gain_db:+.1f} dB, {record['band_share']:.0%} of its energy inside the band")
+              f"gain {info.gain_db:+.1f} dB" + (f", {record['band_share']:.0%} of its energy inside the band"
+                                                if args.mode == "solo" else ""))
     if info.fallback:
         print(f"whypop listen: warning: {info.fallback}", file=sys.stderr)
     return 0
