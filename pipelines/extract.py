@@ -55,7 +55,8 @@ from whypop.ace.planted import mask_overlap, region_mask, signature_reliance
 from whypop.ace.ranking import Candidate, top_concept
 from whypop.ace.segment import random_segment
 from whypop.ace.summary import concept_map
-from whypop.audio import box_to_pixels, encode_png
+from whypop.audio import encode_png
+from whypop.geometry import box_to_pixels
 from whypop.config import Config
 from whypop.errors import Cancelled, InputError, StoreError
 from whypop.model import get_layer

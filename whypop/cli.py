@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("whypop.commands.serve", "serve the dashboard for a run"),
     "demo": ("whypop.commands.demo", "the whole system on the synthetic demo, then the dashboard"),
     "status": ("whypop.commands.status", "what a run holds: tracks, failures, model, extractions, jobs"),
+    "listen": ("whypop.commands.listen", "hear a concept: an example, or its regions in a song, as a WAV file"),
 }
 
 

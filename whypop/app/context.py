@@ -37,6 +37,15 @@ class AppContext:
     def audio_url(self, track_id: str) -> str:
         return self.url(f"audio/{quote(track_id, safe='')}")
 
+    def listen_url(self, extraction_id: int, concept_id: int, rank: int, mode: str = "solo") -> str:
+        """A concept example as sound (``mode`` solo or without)."""
+        return self.url(f"listen/{int(extraction_id)}/{int(concept_id)}/{int(rank)}/{quote(mode, safe='')}.wav")
+
+    def listen_song_url(self, extraction_id: int, concept_id: int, track_id: str, mode: str = "solo") -> str:
+        """A concept's regions within a song as sound, over the song's whole analysed window."""
+        return self.url(f"listen/{int(extraction_id)}/{int(concept_id)}/song/{quote(track_id, safe='')}/"
+                        f"{quote(mode, safe='')}.wav")
+
 
 def as_id(value: object) -> int | None:
     """A callback input that should be an id (:func:`whypop.ids.parse_id`), else None (never raises)."""
