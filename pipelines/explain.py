@@ -34,7 +34,7 @@ from whypop.ace.placement import QUANTILE, ConceptBank, Placement, SegmentParams
 from whypop.config import Config
 from whypop.errors import InputError, NotFound, StoreError
 from whypop.explain import ConceptInfo, Explainer, SongExplanation, render_png
-from whypop.progress import Progress, ProgressEvent, null_progress
+from whypop.progress import Progress, ProgressEvent, null_progress  # noqa: F401 (null_progress: for callers)
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)

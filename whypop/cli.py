@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("pipelines.extract", "discover concepts with ACE and score them with TCAV"),
     "serve": ("pipelines.serve", "serve the dashboard for a run"),
     "demo": ("pipelines.demo", "the whole system on the synthetic demo, then the dashboard"),
+    "explain": ("whypop.commands.explain", "explain a song's predicted genre with the run's concepts"),
     "status": ("pipelines.status", "what a run holds: tracks, failures, model, extractions, jobs"),
 }
 

@@ -212,6 +212,7 @@ class Explainer:
         self.info = dict(info or {})
         norms = np.linalg.norm(bank.mean_cavs, axis=1, keepdims=True)
         self.unit_cavs = (bank.mean_cavs / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        self.last_counts: dict[str, int] = {}  # network inputs of the last explanation (patches, filled images)
 
     def embed(self, patches: np.ndarray) -> np.ndarray:
         return self.probe.activations(patches)
@@ -255,7 +256,7 @@ class Explainer:
 
     def explain(self, image: np.ndarray, song: str, duration: float | None = None,
                 progress: Progress = null_progress) -> tuple[SongExplanation, list[Placement]]:
-        image = np.asarray(image, dtype=np.uint8)
+        image = np.array(image, dtype=np.uint8)  # a writable copy (torch refuses read-only arrays)
         size = image.shape[0]
         timings: dict[str, float] = {}
         steps = 4
@@ -281,8 +282,18 @@ class Explainer:
         step("influence", 2)
         derivative = self.unit_cavs[present] @ grad.reshape(-1) if present else np.zeros(0)
         masks = [concept_masks(placements, int(self.bank.concept_ids[i])) for i in present]
-        filled = np.stack([fill_masks(image, m, self.params.fill) for m in masks]) if present else None
-        p_filled = self.probabilities(filled)[:, k] if present else np.zeros(0)
+        # concepts on the same segments (one per genre can match a segment) share one filled image
+        keys = [tuple(p.segment for p in placements if any(m.concept_id == int(self.bank.concept_ids[i])
+                                                            for m in p.matches)) for i in present]
+        distinct = list(dict.fromkeys(keys))
+        first = {key: keys.index(key) for key in distinct}
+        if present:
+            filled = np.stack([fill_masks(image, masks[first[key]], self.params.fill) for key in distinct])
+            p_distinct = self.probabilities(filled)[:, k]
+            p_filled = np.array([p_distinct[distinct.index(key)] for key in keys])
+        else:
+            p_filled = np.zeros(0)
+        self.last_counts = {"patches": len(placements), "filled": len(distinct)}
         timings["influence"] = time.perf_counter() - t
         step("ranking", 3)
         concepts = []
