@@ -17,6 +17,17 @@ Chance, measured on the same explanations:
   by a range of the same length placed uniformly at random in the clip (200 draws);
 - ``chance_both``: ``chance_predicted`` x the larger of the two concept chances.
 
+The time criterion is loose (segments are wide in time, so a random range of the same
+length is overlapped almost as often), hence two stricter ones:
+
+- ``concept_hit_tf``: a top-3 concept of the clip's genre has a region overlapping the
+  planted box in time *and* frequency; chance ``chance_concept_tf``: the same top 3
+  against the planted box moved uniformly at random in time and in mel position (200 draws);
+- ``inside_share``: for the best-ranked concept of the clip's genre among the top 3, the
+  share of its segments' pixels inside the planted box; ``chance_inside_share``: the
+  same share averaged over all the song's segments (what a concept placed at random
+  would get).
+
 Prints one JSON line with the figures overall and per genre.
 Usage: ``python benchmarks/explain_fresh.py --run RUN [--songs 10]`` (RUN: a demo run;
 nothing is written to it except the concept bank cache).
@@ -37,6 +48,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pipelines.explain as pe  # noqa: E402
+from whypop.ace.planted import region_mask  # noqa: E402
+from whypop.audio import box_to_pixels  # noqa: E402
 from whypop.demo import make_song  # noqa: E402
 from whypop.store import RunStore  # noqa: E402
 
@@ -57,6 +70,39 @@ def rank_chance(concepts, genre: str, t0: float, t1: float, k: int = 3) -> float
 def time_chance(concepts, genre: str, width: float, span: float, rng: np.random.Generator, draws: int = 200) -> float:
     starts = rng.uniform(0, max(span - width, 0.0), draws)
     return float(np.mean([concept_hit(concepts, genre, s, s + width) for s in starts]))
+
+
+def tf_hit(concepts, genre: str, box, top: int = 3) -> bool:
+    t0, t1, f0, f1 = box
+    return any(c.genre == genre and any(r.overlaps_time(t0, t1) and r.low_hz < f1 and f0 < r.high_hz
+                                        for r in c.regions) for c in concepts[:top])
+
+
+def tf_chance(concepts, genre: str, box, audio, rng: np.random.Generator, draws: int = 200) -> float:
+    from whypop.audio import hz_to_mel
+    from whypop.explain import mel_to_hz
+
+    t0, t1, f0, f1 = box
+    top = float(hz_to_mel(audio.sample_rate / 2))
+    m0, m1 = float(hz_to_mel(f0)), float(hz_to_mel(f1))
+    hits = 0
+    for _ in range(draws):
+        s = rng.uniform(0, max(audio.duration - (t1 - t0), 0.0))
+        m = rng.uniform(0, max(top - (m1 - m0), 0.0))
+        hits += tf_hit(concepts, genre, (s, s + t1 - t0, float(mel_to_hz(m)), float(mel_to_hz(m + m1 - m0))))
+    return hits / draws
+
+
+def inside_shares(concepts, placements, genre: str, region: np.ndarray) -> tuple[float | None, float]:
+    from whypop.ace.planted import mask_overlap
+
+    every = np.stack([p.mask for p in placements])
+    chance = float(mask_overlap(every, region).mean())
+    best = next((c for c in concepts[:3] if c.genre == genre), None)
+    if best is None:
+        return None, chance
+    union = np.stack([placements[s].mask for s in best.segments]).any(axis=0)
+    return float(mask_overlap(union[None], region)[0]), chance
 
 
 def main() -> int:
@@ -80,8 +126,14 @@ def main() -> int:
                 clip = make_song(g, seed, Path(tmp) / f"{g}-{seed}.wav", clip_seconds=cfg.demo.clip_seconds,
                                  sample_rate=cfg.demo.sample_rate, genres=cfg.demo.genres)
                 box = clip.signature
-                e, _, _ = pe.explain_file(ctx, clip.path)
+                e, placements, image = pe.explain_file(ctx, clip.path)
+                px = box_to_pixels(box.t0, box.t1, box.f0, box.f1, cfg.audio)
+                share, share_chance = inside_shares(e.concepts, placements, g, region_mask(image.shape, [px]))
+                tf = (box.t0, box.t1, box.f0, box.f1)
                 rows.append({
+                    "concept_hit_tf": tf_hit(e.concepts, g, tf),
+                    "chance_tf": tf_chance(e.concepts, g, tf, cfg.audio, rng),
+                    "inside": share, "inside_chance": share_chance,
                     "genre": g, "seed": seed, "predicted": e.prediction.genre == g,
                     "concept_hit": concept_hit(e.concepts, g, box.t0, box.t1),
                     "chance_rank": rank_chance(e.concepts, g, box.t0, box.t1),
@@ -95,7 +147,14 @@ def main() -> int:
         both = np.mean([r["predicted"] and r["concept_hit"] for r in rs])
         cr = np.mean([r["chance_rank"] for r in rs])
         ct = np.mean([r["chance_time"] for r in rs])
-        return {"songs": len(rs), "predicted": round(float(pred), 3), "concept_hit": round(float(hit), 3),
+        inside = [r["inside"] for r in rs if r["inside"] is not None]
+        tf = {"concept_hit_tf": round(float(np.mean([r["concept_hit_tf"] for r in rs])), 3),
+              "both_tf": round(float(np.mean([r["predicted"] and r["concept_hit_tf"] for r in rs])), 3),
+              "chance_concept_tf": round(float(np.mean([r["chance_tf"] for r in rs])), 3),
+              "inside_share": round(float(np.mean(inside)), 3) if inside else None,
+              "chance_inside_share": round(float(np.mean([r["inside_chance"] for r in rs])), 3),
+              "songs_with_genre_concept_in_top3": len(inside)}
+        return {**tf, "songs": len(rs), "predicted": round(float(pred), 3), "concept_hit": round(float(hit), 3),
                 "both": round(float(both), 3), "chance_predicted": round(1 / len(genres), 3),
                 "chance_concept_rank": round(float(cr), 3), "chance_concept_time": round(float(ct), 3),
                 "chance_both": round(float(max(cr, ct) / len(genres)), 3),

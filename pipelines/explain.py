@@ -189,8 +189,8 @@ def resolve_extraction(store: RunStore, extraction_id: int | str | None) -> int:
 
 
 def context(store: RunStore, extraction_id: int | str | None = None, device: str = "auto",
-            progress: Progress = null_progress) -> Context:
-    """Load the extraction's model and concept bank (built once, then cached in the run)."""
+            progress: Progress = null_progress, cache: bool = True) -> Context:
+    """Load the extraction's model and concept bank (built once, then cached in the run unless ``cache`` is False)."""
     from whypop.ace.activations import LayerProbe, weights_digest
 
     eid = resolve_extraction(store, extraction_id)
@@ -206,7 +206,7 @@ def context(store: RunStore, extraction_id: int | str | None = None, device: str
                          f"{loaded.image_size} px")
     batch = int(ex["params"]["extract"].get("batch_size", 32))
     probe = LayerProbe(loaded.model, layer, loaded.device, batch)
-    bank = build_bank(store, eid, probe, params, weights_digest(loaded.model), progress=progress)
+    bank = build_bank(store, eid, probe, params, weights_digest(loaded.model), progress=progress, cache=cache)
     info = {int(c["concept_id"]): ConceptInfo(c["name"], bool(c["significant"]), [f["flag"] for f in c["flags"]])
             for c in store.concepts(eid)}
     explainer = Explainer(loaded.model, loaded.genres, layer, bank, params, cfg.audio, loaded.device, info, batch)
