@@ -87,7 +87,7 @@ def build_bank(store: RunStore, extraction_id: int, probe, params: SegmentParams
 
     ex = store.extraction(extraction_id)
     layer = ex["params"]["extract"]["layer"]
-    key = digest("bank", 2, extraction_id, ex.get("finished"), weights_key, layer, json.dumps(params.to_dict()), quantile)
+    key = digest("bank", 3, extraction_id, ex.get("finished"), weights_key, layer, json.dumps(params.to_dict()), quantile)
     path = store.root / "cache" / "explain" / f"bank-{key}.npz"
     if cache and path.is_file():
         try:
