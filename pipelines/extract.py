@@ -326,7 +326,7 @@ class _Writer:
 
     def _regions(self, track_id: str, shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
         from whypop.ace.planted import region_mask
-        from whypop.audio import box_to_pixels
+        from whypop.geometry import box_to_pixels
 
         planted = self.store.planted(track_id)
         if not planted:

@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from whypop.app.data import Concept, ExtractionView, Placement, SongFeatures
-from whypop.audio import hz_to_mel
+from whypop.geometry import hz_to_mel
 from whypop.config import AudioConfig
 
 # Colour-blind friendly qualitative palette (Okabe-Ito, then Tableau) for genres and songs.
