@@ -221,7 +221,7 @@ def prepare_song(path: str | Path, cfg: Config) -> tuple[np.ndarray, float]:
     if result.error is not None:
         raise InputError(f"{Path(path).name}: {result.error}")
     with Image.open(io.BytesIO(result.png)) as im:
-        return np.asarray(im.convert("L")), float(result.duration)
+        return np.array(im.convert("L")), float(result.duration)
 
 
 def explain_image(ctx: Context, image: np.ndarray, song: str, duration: float | None,
