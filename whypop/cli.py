@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("whypop.commands.extract", "discover concepts with ACE and score them with TCAV"),
     "serve": ("whypop.commands.serve", "serve the dashboard for a run"),
     "demo": ("whypop.commands.demo", "the whole system on the synthetic demo, then the dashboard"),
+    "explain": ("whypop.commands.explain", "explain a song's predicted genre with the run's concepts"),
     "status": ("whypop.commands.status", "what a run holds: tracks, failures, model, extractions, jobs"),
     "listen": ("whypop.commands.listen", "hear a concept: an example, or its regions in a song, as a WAV file"),
 }
