@@ -216,3 +216,22 @@ def test_cli_explains_a_fresh_demo_song(run, tmp_path, capsys):
     assert "bad.wav" in capsys.readouterr().err
     assert main(["explain", "--run", str(run), "--track", "nope"]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_make_song_is_fresh_and_deterministic(tmp_path, capsys):
+    from whypop.cli import main
+    from whypop.demo import make_song
+
+    a = make_song("kick", 3, tmp_path / "a.wav")
+    b = make_song("Kick", 3, tmp_path / "b.wav")
+    c = make_song("Kick", 4, tmp_path / "c.wav")
+    assert a.path.read_bytes() == b.path.read_bytes() != c.path.read_bytes()
+    assert a.signature.f0 == 30.0 and 0 <= a.signature.t0 < a.signature.t1 <= 4.0 and a.artefact is None
+    with pytest.raises(ValueError, match="allowed are Kick, Hats"):
+        make_song("Jazz", 1, tmp_path / "x.wav")
+    assert main(["demo", "--make-song", "Pluck", "--seed", "2", "--out", str(tmp_path / "p.wav"),
+                 "--run", str(tmp_path / "none")]) == 0
+    planted = json.loads(capsys.readouterr().out)
+    assert planted["genre"] == "Pluck" and planted["low_hz"] == 650.0 and not (tmp_path / "none").exists()
+    assert main(["demo", "--make-song", "Jazz", "--out", str(tmp_path / "j.wav")]) == 1
+    assert "unknown demo genre 'Jazz'" in capsys.readouterr().err
