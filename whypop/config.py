@@ -180,8 +180,15 @@ class ExtractConfig:
     batch_size: int = 32
     device: str = "auto"
     seed: int = 0
+    evaluate: bool = True  # deletion and insertion tests on held-out songs after every extraction
+    evaluate_songs: int = 0  # held-out songs per genre for those tests (0 = all)
+    evaluate_draws: int = 5  # seeded draws of random same-area concepts (the tests' baseline)
 
     def validate(self) -> None:
+        if self.evaluate_songs < 0:
+            raise ConfigError(f"extract.evaluate_songs={self.evaluate_songs}: must be >= 0 (0 = all held-out songs)")
+        if not 1 <= self.evaluate_draws <= 100:
+            raise ConfigError(f"extract.evaluate_draws={self.evaluate_draws}: allowed 1..100")
         if self.image_split not in ("heldout", "training", "all"):
             raise ConfigError(f"extract.image_split={self.image_split!r}: allowed are heldout, training, all")
         if self.random_split not in ("heldout", "training", "all"):
