@@ -40,7 +40,7 @@ def test_the_planted_artefact_is_flagged_and_nothing_else(demo_run):
 
 
 def test_status_reports_overlap_and_chance(demo_run):
-    from pipelines.status import format_status
+    from whypop.commands.status import format_status
 
     text = format_status(RunStore(demo_run).status())
     assert text.count("top concept overlaps planted signature") == 4

@@ -9,10 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Sleeping (not spinning) OpenMP threads: on a shared 2-core machine spinning threads make
-# these tests several times slower. Effective when this module is the first to import torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np
 import pytest
 import torch
@@ -20,10 +16,11 @@ import torchvision
 from PIL import Image
 
 import pipelines.train as train_stage
+from pipelines.common import load_current
 from whypop import train as T
 from whypop.config import Config
 from whypop.errors import ConfigError, InputError
-from whypop.model import CHECKPOINT_NAME, load_checkpoint_file, load_current
+from whypop.model import CHECKPOINT_NAME, load_checkpoint_file
 from whypop.store import RunStore, Track
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import numpy as np
 from whypop.audio import AUDIO_EXTENSIONS
 from whypop.config import DatasetConfig
 from whypop.errors import InputError
-from whypop.store import Track
+from whypop.tracks import Track
 
 log = logging.getLogger(__name__)
 

@@ -47,6 +47,8 @@ from typing import Callable
 import numpy as np
 import scipy.fft
 
+from whypop.progress import Progress, ProgressEvent, null_progress
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("training", "validation", "test")
@@ -543,7 +545,7 @@ def generate_demo(
     artefact_share: float = 0.7,
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
     artefact_signature_db: float = 0.0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = null_progress,
 ) -> list[DemoClip]:
     """Write the demo collection as ``out_dir/<Genre>/<track_id>.wav`` (16-bit mono).
 
@@ -578,8 +580,7 @@ def generate_demo(
             sf.write(str(tmp), pcm, sample_rate, subtype="PCM_16", format="WAV")
             os.replace(tmp, path)
             clips.append(DemoClip(track_id, name, path, splits[i], boxes))
-            if progress is not None:
-                progress(len(clips), total)
+            progress(ProgressEvent("prepare", "demo clips", len(clips), total))
     _remove_stale(out_dir, {c.path.name for c in clips})
     n_art = sum(c.artefact is not None for c in clips)
     log.info("demo: %d clips of %.1f s in %d genres written to %s (%d with a silent band)",

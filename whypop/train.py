@@ -3,8 +3,8 @@
 Shape (after torchvision's reference scripts): :func:`load_data` reads the run's splits,
 :func:`split_model` separates the frozen part from the trainable rest, :class:`Trainer`
 holds the model and optimizer and runs :meth:`Trainer.train_one_epoch` /
-:meth:`Trainer.evaluate` under :meth:`Trainer.fit`. ``pipelines/train.py`` wires this to
-the run store and the command line.
+:meth:`Trainer.evaluate` under :meth:`Trainer.fit`. The training stage wires this to
+the run store (see docs/architecture.md).
 
 Decisions worth knowing:
 
@@ -57,6 +57,7 @@ from whypop.augment import N_VIEWS, augment
 from whypop.config import AugmentConfig, Config
 from whypop.errors import ConfigError, InputError
 from whypop.model import build_model, preprocess
+from whypop.progress import Progress, ProgressEvent, null_progress
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,9 @@ SPLITS = ("training", "validation", "test")
 CACHE_FORMAT = 1
 STATE_FORMAT = 1
 EVAL_BATCH = 32  # images per evaluation / cache-building batch
+CACHE_STEP = "caching frozen layers"  # the progress steps of a training
+BATCH_STEP = "batches"
 
-Progress = Callable[[int, int], None]
 Report = Callable[[dict], None]
 
 
@@ -389,7 +391,7 @@ class FrozenCache:
         return np.memmap(self.directory / f"{split}.f16", dtype=np.float16, mode="r", shape=tuple(meta["shape"][split]))
 
     def build(self, parts: ModelParts, data: TrainingData, augment_cfg: AugmentConfig, device: torch.device,
-              workers: int, amp: bool, progress: Progress | None = None) -> float:
+              workers: int, amp: bool, progress: Progress = null_progress) -> float:
         """Compute what is missing (resuming a partial build); returns the seconds spent."""
         assert parts.frozen is not None
         if self.complete:
@@ -404,8 +406,7 @@ class FrozenCache:
         counts = {"training": len(data.splits["training"]) * N_VIEWS,
                   "validation": len(data.splits["validation"]), "test": len(data.splits["test"])}
         total, done_all = sum(counts.values()), sum(meta["done"].get(s, 0) for s in SPLITS)
-        if progress:
-            progress(done_all, total)
+        progress(ProgressEvent("train", CACHE_STEP, done_all, total))
         for split in SPLITS:
             shape = [counts[split], *feature_shape]
             done = int(meta["done"].get(split, 0))
@@ -431,8 +432,7 @@ class FrozenCache:
                 meta["done"][split] = row
                 self._write_meta(meta)
                 done_all += len(h)
-                if progress:
-                    progress(done_all, total)
+                progress(ProgressEvent("train", CACHE_STEP, done_all, total))
             del array
         meta["complete"] = True
         self._write_meta(meta)
@@ -679,7 +679,7 @@ class Trainer:
                                                    batch_size=EVAL_BATCH, collate_fn=collate_originals)
         return self._loaders[split]
 
-    def prepare_cache(self, progress: Progress | None = None) -> float:
+    def prepare_cache(self, progress: Progress = null_progress) -> float:
         """Build (or reuse) the frozen-part cache when it applies; seconds spent building."""
         if not self.use_cache:
             return 0.0
@@ -759,7 +759,7 @@ class Trainer:
         return Evaluation(loss_sum / max(seen, 1), float(np.trace(confusion) / max(seen, 1)), confusion)
 
     # -- the whole run -----------------------------------------------------------------
-    def fit(self, epochs: int | None = None, *, resume: bool = False, progress: Progress | None = None,
+    def fit(self, epochs: int | None = None, *, resume: bool = False, progress: Progress = null_progress,
             report: Report | None = None) -> FitResult:
         """Train ``epochs`` (default train.epochs), keep the best epoch by validation accuracy."""
         epochs = int(epochs or self.tc.epochs)
@@ -788,7 +788,7 @@ class Trainer:
                 log.info("resuming after epoch %d of %d", start_epoch, epochs)
                 notes.append(f"resumed after epoch {start_epoch} (an earlier session was interrupted)")
         if report:
-            report({"stage": "cache" if self.use_cache else "train", "epoch": start_epoch, "epochs": epochs})
+            report({"epoch": start_epoch, "epochs": epochs})
         cache_seconds = self.prepare_cache(progress)
         batches_per_epoch = len(self.sampler)
         total = epochs * batches_per_epoch
@@ -798,10 +798,9 @@ class Trainer:
             done_before = (epoch - 1) * batches_per_epoch
 
             def on_batch(b: int, loss: float, acc: float, _epoch: int = epoch) -> None:
-                if progress:
-                    progress(done_before + b, total)
+                progress(ProgressEvent("train", BATCH_STEP, done_before + b, total))
                 if report:
-                    report({"stage": "train", "epoch": _epoch, "epochs": epochs, "loss": loss, "accuracy": acc})
+                    report({"epoch": _epoch, "epochs": epochs, "loss": loss, "accuracy": acc})
 
             loss, acc, n, seconds = self.train_one_epoch(epoch, on_batch, epochs)
             train_seconds += seconds
@@ -815,7 +814,7 @@ class Trainer:
             log.info("epoch %d/%d: loss %.4f, accuracy %.3f; validation loss %.4f, accuracy %.3f (%.1f s)",
                      epoch, epochs, loss, acc, val.loss, val.accuracy, record.seconds)
             if report:
-                report({"stage": "train", "epoch": epoch, "epochs": epochs, "loss": loss, "accuracy": acc,
+                report({"epoch": epoch, "epochs": epochs, "loss": loss, "accuracy": acc,
                         "val_accuracy": val.accuracy})
             self._save_state(epoch, history, best, train_seconds)
         if best["state"] is None:  # no epoch ran in this session nor before (epochs done already)

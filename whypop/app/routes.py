@@ -32,6 +32,7 @@ from whypop.app import images
 from whypop.app.data import NPZ_LOCK, AppData
 from whypop.app.figures import genre_colors
 from whypop.errors import NotFound, WhypopError
+from whypop.ids import parse_id
 from whypop.results import load_mask
 
 log = logging.getLogger(__name__)
@@ -110,17 +111,17 @@ class _Renderer:
         return _png(self._context_png(eid, cid, rk), self._etag("context", eid, cid, rk, self.data.view(eid).created))
 
     def song(self, extraction_id: str, track_id: str) -> Response:
-        eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
         self.store.track(track_id)
         only = request.args.get("concept")
-        cid = None if only is None else int(self.store.concept(eid, _int(only))["concept_id"])
+        cid = None if only is None else int(self.store.concept(eid, parse_id(only, "concept"))["concept_id"])
         return _png(self._song_png(eid, track_id, cid),
                     self._etag("song", eid, track_id, cid, self.data.view(eid).created))
 
     def _patch_ids(self, extraction_id: str, concept_id: str, rank: str) -> tuple[int, int, int]:
-        eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
-        cid = int(self.store.concept(eid, _int(concept_id))["concept_id"])
-        rk = _int(rank)
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
+        cid = int(self.store.concept(eid, parse_id(concept_id, "concept"))["concept_id"])
+        rk = parse_id(rank, "rank")
         self.data.example(eid, cid, rk)  # NotFound when the rank does not exist
         return eid, cid, rk
 
@@ -217,10 +218,3 @@ def _png(data: bytes, etag: str) -> Response:
     resp.cache_control.public = True
     resp.cache_control.max_age = IMAGE_MAX_AGE
     return resp.make_conditional(request)
-
-
-def _int(value: str) -> int:
-    """A non-negative decimal id from a URL; NotFound for anything else ('1e3', '-1', ' 1')."""
-    if not isinstance(value, str) or not value.isdecimal() or not value.isascii() or len(value) > 18:
-        raise NotFound(f"bad id {value!r}")
-    return int(value)
