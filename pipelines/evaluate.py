@@ -37,7 +37,7 @@ from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
 
-FILE = "faithfulness.json"
+FILE = fm.FILE
 HELDOUT = ("validation", "test")
 
 
@@ -60,11 +60,7 @@ def rank_concepts(concepts: list[dict], extra: dict[int, dict], null_mean: float
 
 def load(store: RunStore, extraction_id: int | None = None) -> fm.Faithfulness | None:
     """The stored faithfulness of an extraction (the latest complete one by default), or None."""
-    ex = store.extraction(extraction_id)
-    path = Path(ex["path"]) / FILE
-    if not path.is_file():
-        return None
-    return fm.Faithfulness.from_dict(json.loads(path.read_text()))
+    return fm.load_file(store.extraction(extraction_id)["path"])
 
 
 def _predictor(loaded, batch_size: int, clock: dict) -> fm.Predict:
@@ -121,7 +117,7 @@ def run(
 ) -> fm.Faithfulness:
     """Deletion and insertion tests of an extraction (the latest complete one by default)."""
     from whypop.ace.activations import LayerProbe
-    from whypop.model import load_current
+    from pipelines.common import load_current
 
     start = time.perf_counter()
     progress = progress or null_progress

@@ -25,7 +25,9 @@ alone. Arrays in, typed results out; this module knows nothing of the run store.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -33,6 +35,7 @@ import numpy as np
 from whypop.progress import Progress, ProgressEvent, null_progress
 
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 (B, H, W) -> class probabilities (B, C)
+FILE = "faithfulness.json"  # beside an extraction's arrays
 MAX_K = 5
 DRAWS = 5
 CANDIDATES = 20
@@ -324,3 +327,9 @@ class Faithfulness:
         return cls(int(d["extraction_id"]), float(d["fill"]), d.get("songs", ""),
                    {g: GenreFaithfulness.from_dict(r) for g, r in d["genres"].items()},
                    dict(d.get("timings") or {}), int(d.get("forward_images", 0)))
+
+
+def load_file(directory: str | Path) -> Faithfulness | None:
+    """The faithfulness stored in an extraction's directory, or None when it was not tested."""
+    path = Path(directory) / FILE
+    return Faithfulness.from_dict(json.loads(path.read_text())) if path.is_file() else None

@@ -14,11 +14,14 @@ demo's ground-truth check), and how well the reference top concept matches there
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+FILE = "stability.json"  # beside the reference extraction's arrays
 MATCH = 0.8
 PLANTED_FACTOR = 3.0
 
@@ -135,3 +138,9 @@ def compare(runs: Sequence[Run], match: float = MATCH) -> Stability:
                      for r in runs]
         out[g] = GenreStability(g, int(sig.sum()), best, share, top_cos, found, overlap)
     return Stability([r.seed for r in runs], [r.extraction_id for r in runs], out, match)
+
+
+def load_file(directory: str | Path) -> Stability | None:
+    """The matching stored in a reference extraction's directory, or None."""
+    path = Path(directory) / FILE
+    return Stability.from_dict(json.loads(path.read_text())) if path.is_file() else None

@@ -15,12 +15,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from pipelines.evaluate import run
-    from whypop.cli import EventBars, load_cli_config
+    from whypop.cli import ProgressBars, load_cli_config
     from whypop.store import RunStore
 
     store = RunStore(args.run)
     cfg = load_cli_config(args, store=store)
-    with EventBars() as progress:
+    with ProgressBars() as progress:
         result = run(cfg, store, progress, args.extraction)
     print(format_result(result))
     return 0
