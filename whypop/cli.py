@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("whypop.commands.evaluate", "deletion and insertion tests of an extraction's concepts"),
     "serve": ("whypop.commands.serve", "serve the dashboard for a run"),
     "demo": ("whypop.commands.demo", "the whole system on the synthetic demo, then the dashboard"),
+    "explain": ("whypop.commands.explain", "explain a song's predicted genre with the run's concepts"),
     "status": ("whypop.commands.status", "what a run holds: tracks, failures, model, extractions, jobs"),
 }
 

@@ -326,6 +326,15 @@ class ServeConfig:
     read_only: bool = False
     port: int = 8050
     host: str = "127.0.0.1"
+    allow_upload: bool = False  # in read-only mode, still accept song uploads to explain (writable mode always does)
+    upload_max_mb: float = 30.0  # largest song upload, megabytes
+    upload_max_seconds: float = 1200.0  # longest song upload (only its first audio.duration seconds are explained)
+
+    def validate(self) -> None:
+        if not 0 < self.upload_max_mb <= 2048:
+            raise ConfigError(f"serve.upload_max_mb={self.upload_max_mb}: allowed (0, 2048]")
+        if not 0 < self.upload_max_seconds <= 24 * 3600:
+            raise ConfigError(f"serve.upload_max_seconds={self.upload_max_seconds}: allowed (0, 86400]")
 
 
 @dataclass(frozen=True)
