@@ -31,7 +31,7 @@ import numpy as np
 from whypop.ace import faithfulness as fm
 from whypop.ace import placement as pl
 from whypop.config import Config
-from whypop.errors import Cancelled, StoreError
+from whypop.errors import Cancelled
 from whypop.progress import Progress, ProgressEvent, null_progress
 from whypop.store import RunStore
 
@@ -82,31 +82,6 @@ def _predictor(loaded, batch_size: int, clock: dict) -> fm.Predict:
     return predict
 
 
-def concept_bank(store: RunStore, extraction_id: int, concepts: list[dict], params: pl.SegmentParams,
-                 embed: pl.Embed, check: Callable[[], None] = lambda: None) -> pl.ConceptBank:
-    """The extraction's concepts in feature space, from their member patches (discovery songs)."""
-    from whypop.results import load_mask
-
-    members: dict[int, list[tuple[str, str]]] = {}
-    for p in store.patches(extraction_id):
-        members.setdefault(int(p["concept_id"]), []).append((p["track_id"], p["mask"]))
-    by_track: dict[str, list[tuple[int, int, str]]] = {}
-    for cid, rows in members.items():
-        for i, (tid, ref) in enumerate(rows):
-            by_track.setdefault(tid, []).append((cid, i, ref))
-    feats: dict[int, list] = {cid: [None] * len(rows) for cid, rows in members.items()}
-    for tid, rows in by_track.items():
-        check()
-        image = store.load_spectrogram(tid)
-        masks = np.stack([load_mask(store, extraction_id, ref) for _, _, ref in rows])
-        f = pl.patch_features(image, masks, params, embed)
-        for (cid, i, _), row in zip(rows, f):
-            feats[cid][i] = row
-    kept = [c for c in concepts if feats.get(c["concept_id"])]
-    return pl.ConceptBank.from_members([c["concept_id"] for c in kept], [c["genre"] for c in kept],
-                                       [np.stack(feats[c["concept_id"]]) for c in kept])
-
-
 def run(
     cfg: Config,
     store: RunStore,
@@ -116,8 +91,8 @@ def run(
     cancel: Callable[[], bool] | None = None,
 ) -> fm.Faithfulness:
     """Deletion and insertion tests of an extraction (the latest complete one by default)."""
-    from whypop.ace.activations import LayerProbe
-    from pipelines.common import load_current
+    from pipelines.explain import build_bank, load_model, segment_params
+    from whypop.ace.activations import LayerProbe, weights_digest
 
     start = time.perf_counter()
     progress = progress or null_progress
@@ -129,19 +104,13 @@ def run(
     ex = store.extraction(extraction_id)
     eid = int(ex["extraction_id"])
     ev = cfg.extract
-    loaded = load_current(store, ev.device)
-    if ex.get("model_id") is not None and loaded.model_id != ex["model_id"]:
-        raise StoreError(f"extraction {eid} was made with model {ex['model_id']}, but the run's current model is "
-                         f"{loaded.model_id}: extract again (`whypop extract --run {store.root}`)")
+    loaded = load_model(store, ex.get("model_id"), ev.device)  # the extraction's model
     summary = ex["summary"] or {}
-    params_ex = (ex.get("params") or {}).get("extract") or {}
-    fill = float(summary["fill_value"])
-    params = pl.SegmentParams.from_extract(params_ex, fill, loaded.image_size)
-    layer = params_ex.get("layer", ev.layer)
+    params = segment_params(store, eid)  # discovery's segments, patches and fill
+    fill = params.fill
+    layer = ((ex.get("params") or {}).get("extract") or {}).get("layer", ev.layer)
     probe = LayerProbe(loaded.model, layer, loaded.device, ev.batch_size)
-
-    def embed(patches: np.ndarray) -> np.ndarray:
-        return probe.activations(np.asarray(patches, np.uint8))
+    embed = probe.activations
 
     clock = {"forward": 0.0, "images": 0}
     predict = _predictor(loaded, ev.batch_size, clock)
@@ -151,7 +120,7 @@ def run(
 
     t = time.perf_counter()
     progress(ProgressEvent("evaluate", "concept bank", 0, 1))
-    bank = concept_bank(store, eid, concepts, params, embed, check)
+    bank = build_bank(store, eid, probe, params, weights_digest(loaded.model), cache=ev.cache)
     progress(ProgressEvent("evaluate", "concept bank", 1, 1))
     timings["bank"] = time.perf_counter() - t
 

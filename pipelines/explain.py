@@ -48,7 +48,8 @@ AUDIO_SUFFIXES = (".mp3", ".ogg", ".flac", ".wav")
 
 def load_model(store: RunStore, model_id: int | None, device: str = "auto"):
     """The model ``model_id`` of the run (the extraction's), as a :class:`whypop.model.LoadedModel`."""
-    from whypop.model import CHECKPOINT_NAME, LoadedModel, load_checkpoint_file, load_current, model_from_state, resolve_device
+    from pipelines.common import load_current
+    from whypop.model import CHECKPOINT_NAME, LoadedModel, load_checkpoint_file, model_from_state, resolve_device
 
     if model_id is None:
         return load_current(store, device)
