@@ -139,9 +139,12 @@ def run(
         ids = [c["concept_id"] for c in mine]
         col = {cid: i for i, cid in enumerate(ids)}
         regions = np.zeros((len(songs), len(ids), *images.shape[1:]), dtype=bool)
+        segments = []
         for n, image in enumerate(images):
             check()
-            for p in pl.place_concepts(image, bank, embed, params):
+            placed = pl.place_concepts(image, bank, embed, params)
+            segments.append(np.stack([p.mask for p in placed]) if placed else np.zeros((0, *image.shape), bool))
+            for p in placed:
                 for m in p.matches:
                     if m.concept_id in col:
                         regions[n, col[m.concept_id]] |= p.mask
@@ -151,7 +154,7 @@ def run(
         t = time.perf_counter()
         genres[genre] = fm.evaluate_genre(
             genre, class_index, images, regions, [col[c] for c in ranking], ids, fill, predict,
-            track_ids=songs, max_k=fm.MAX_K, draws=ev.evaluate_draws, seed=ev.seed, batch_size=ev.batch_size,
+            track_ids=songs, segments=segments, max_k=fm.MAX_K, draws=ev.evaluate_draws, seed=ev.seed, batch_size=ev.batch_size,
             progress=progress,
         )
         timings["tests"] = timings.get("tests", 0.0) + time.perf_counter() - t

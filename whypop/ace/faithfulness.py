@@ -9,11 +9,20 @@ the deletion and insertion curves standard. Here, for one genre:
   k = 1..``max_k``; the mean class probability and the accuracy after each step.
 - **Insertion.** Only the top-k concepts' regions are kept, on a background of the
   fill value.
-- **Baselines.** The same for ``k`` random concepts of the genre covering about the same
-  area (several seeded draws; each draw picks, among ``candidates`` random k-sets, the
-  one whose mean filled area over the songs is closest to the top-k's), and for the
-  ``k`` lowest-ranked concepts; plus the songs untouched (``baseline``) and, for
-  insertion, the songs with everything filled (``empty``).
+- **Baselines.** The same for random regions of the same area (``random``: in each song,
+  random segments of that song's own segmentation outside the top-k regions, added in a
+  seeded random order while they bring the area closer to the top-k regions' area in
+  that song; several draws), for ``k`` random concepts of the genre covering about the
+  same area over all songs (``random_concepts``: each draw picks, among ``candidates``
+  random k-sets of the other concepts, the one whose mean area is closest), and for the
+  ``k`` lowest-ranked concepts (``bottom``); plus the songs untouched (``baseline``) and,
+  for insertion, the songs with everything filled (``empty``).
+
+  Why regions as the main baseline: a concept is placed only in the songs where it
+  occurs, so k random concepts of the same *mean* area touch other songs, and the rare,
+  small concepts that match a top concept's mean area are often important ones
+  themselves. Random regions of the same song and area isolate what the concept adds
+  over "some edit of that size there".
 - **Per concept.** The drop in class probability when that concept alone is deleted,
   averaged over the songs where it was placed (the model-level check of each TCAV
   verdict).
@@ -47,12 +56,14 @@ class Curve:
     """One measure (class probability or accuracy) against k = 1..K for each concept order."""
 
     top: list[float]
-    random: list[float]  # mean over the random draws
+    random: list[float]  # random regions of the same area in the same songs, mean over the draws
     bottom: list[float]
     baseline: float  # the songs untouched
     top_spread: list[float] = field(default_factory=list)  # std over songs
     random_spread: list[float] = field(default_factory=list)  # std over draws of the draw means
     bottom_spread: list[float] = field(default_factory=list)
+    random_concepts: list[float] = field(default_factory=list)  # k random concepts of about the same mean area
+    random_concepts_spread: list[float] = field(default_factory=list)
     empty: float | None = None  # insertion only: every region filled
 
     def to_dict(self) -> dict:
@@ -75,7 +86,7 @@ class Test:
         """The probability lists at the top (``top``, ``random``, ``bottom``, ``baseline``), then the rest."""
         p = self.probability
         return {"top": p.top, "random": p.random, "bottom": p.bottom, "baseline": p.baseline,
-                "probability": p.to_dict(), "accuracy": self.accuracy.to_dict(), "area": self.area}
+                "random_concepts": p.random_concepts, "probability": p.to_dict(), "accuracy": self.accuracy.to_dict(), "area": self.area}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Test":
@@ -132,13 +143,13 @@ class GenreFaithfulness:
             return f"{self.genre}: no concept to test"
         k = max(1, min(k, len(acc.top)))
         top = "top concept" if k == 1 else f"top {k} concepts"
-        rnd = "1 random concept" if k == 1 else f"{k} random concepts"
         return (f"removing {self.genre}'s {top} takes its accuracy from {acc.baseline:.0%} to {acc.top[k - 1]:.0%}; "
-                f"{rnd} of the same area: {acc.random[k - 1]:.0%} ({self.songs} held-out songs)")
+                f"random regions of the same area: {acc.random[k - 1]:.0%} ({self.songs} held-out songs)")
 
 
 def _lists(c: Curve) -> dict:
-    return {"top": c.top, "random": c.random, "bottom": c.bottom, "baseline": c.baseline}
+    return {"top": c.top, "random": c.random, "bottom": c.bottom, "baseline": c.baseline,
+            "random_concepts": c.random_concepts}
 
 
 def union_masks(regions: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
@@ -180,6 +191,27 @@ def area_matched_sets(areas: np.ndarray, target: float, k: int, rng: np.random.G
     return [int(i) for i in best]
 
 
+def random_regions(segments: np.ndarray, avoid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) random segments of one song outside ``avoid``, of about the area of ``avoid``.
+
+    ``segments`` (P, H, W) are the song's own segments; each is cut to its part outside
+    ``avoid``; in a random order, a segment is added while it brings the union's area
+    closer to ``avoid``'s area.
+    """
+    target = int(avoid.sum())
+    out = np.zeros(avoid.shape, dtype=bool)
+    if target == 0 or len(segments) == 0:
+        return out
+    area = 0
+    for i in rng.permutation(len(segments)):
+        piece = segments[i] & ~avoid & ~out
+        add = int(piece.sum())
+        if add and abs(area + add - target) < abs(area - target):
+            out |= piece
+            area += add
+    return out
+
+
 def evaluate_genre(
     genre: str,
     class_index: int,
@@ -191,6 +223,7 @@ def evaluate_genre(
     predict: Predict,
     *,
     track_ids: Sequence[str] | None = None,
+    segments: Sequence[np.ndarray] | None = None,
     max_k: int = MAX_K,
     draws: int = DRAWS,
     candidates: int = CANDIDATES,
@@ -203,7 +236,9 @@ def evaluate_genre(
     ``images`` (N, H, W) uint8 are held-out songs of the genre; ``regions`` (N, K, H, W)
     bool each concept's placement in each song (empty where it is absent); ``ranking``
     the concept indices (into axis 1) ordered by TCAV, top first; ``concept_ids`` the
-    ids of the K concepts; ``predict`` maps a uint8 batch to class probabilities.
+    ids of the K concepts; ``predict`` maps a uint8 batch to class probabilities;
+    ``segments`` each song's own segments (P_n, H, W), the pool of the random regions
+    (without them the songs' concept regions are the pool).
     """
     images = np.asarray(images, dtype=np.uint8)
     regions = np.asarray(regions, dtype=bool)
@@ -217,16 +252,23 @@ def evaluate_genre(
     rng = np.random.default_rng([int(seed), int(class_index)])
     concept_area = regions.reshape(N, K, -1).mean(axis=2).mean(axis=0) if N else np.zeros(K)  # (K,)
 
-    # every edit to evaluate: (name, k, draw, kind, chosen concept indices)
-    plans: list[tuple[str, int, int, str, list[int]]] = []
+    if segments is None:
+        segments = [regions[n] for n in range(N)]
+    # every edit to evaluate: (name, k, draw, kind, masks (N, H, W))
+    plans: list[tuple[str, int, int, str, np.ndarray]] = []
     for k in range(1, kmax + 1):
         top, bottom = ranking[:k], ranking[::-1][:k]
+        top_masks = union_masks(regions, top)
         target = float(concept_area[top].sum())
-        rand = [area_matched_sets(concept_area, target, k, rng, candidates, exclude=top) for _ in range(draws)]
+        rand_c = [union_masks(regions, area_matched_sets(concept_area, target, k, rng, candidates, exclude=top))
+                  for _ in range(draws)]
+        rand_r = [np.stack([random_regions(np.asarray(segments[n], bool), top_masks[n], rng) for n in range(N)])
+                  for _ in range(draws)]
         for kind in ("deletion", "insertion"):
-            plans.append(("top", k, 0, kind, top))
-            plans.append(("bottom", k, 0, kind, bottom))
-            plans.extend(("random", k, d, kind, r) for d, r in enumerate(rand))
+            plans.append(("top", k, 0, kind, top_masks))
+            plans.append(("bottom", k, 0, kind, union_masks(regions, bottom)))
+            plans.extend(("random", k, d, kind, m) for d, m in enumerate(rand_r))
+            plans.extend(("random_concepts", k, d, kind, m) for d, m in enumerate(rand_c))
     singles = list(range(K))
 
     total = (1 + 1 + len(plans) + len(singles)) * N
@@ -244,8 +286,7 @@ def evaluate_genre(
 
     run(("baseline",), images)
     run(("empty",), insert(images, np.zeros_like(images, dtype=bool), fill))
-    for name, k, d, kind, chosen in plans:
-        masks = union_masks(regions, chosen)
+    for name, k, d, kind, masks in plans:
         areas[(name, k, d, kind)] = float(masks.mean()) if N else 0.0
         run((name, k, d, kind), (delete if kind == "deletion" else insert)(images, masks, fill))
     for ci in singles:
@@ -269,6 +310,7 @@ def evaluate_genre(
             top = [mean(measure(("top", k, 0, kind))) for k in range(1, kmax + 1)]
             bottom = [mean(measure(("bottom", k, 0, kind))) for k in range(1, kmax + 1)]
             rmeans = [[mean(measure(("random", k, d, kind))) for d in range(draws)] for k in range(1, kmax + 1)]
+            cmeans = [[mean(measure(("random_concepts", k, d, kind))) for d in range(draws)] for k in range(1, kmax + 1)]
             curves.append(Curve(
                 top=_r(top), random=_r([float(np.mean(r)) for r in rmeans]), bottom=_r(bottom),
                 baseline=_r1(mean(measure(("baseline",)))),
@@ -276,9 +318,11 @@ def evaluate_genre(
                 random_spread=_r([float(np.std(r)) for r in rmeans]),
                 bottom_spread=_r([std(measure(("bottom", k, 0, kind))) for k in range(1, kmax + 1)]),
                 empty=_r1(mean(measure(("empty",)))) if kind == "insertion" else None,
+                random_concepts=_r([float(np.mean(r)) for r in cmeans]),
+                random_concepts_spread=_r([float(np.std(r)) for r in cmeans]),
             ))
-        area = {name: _r([float(np.mean([areas[(name, k, d, kind)] for d in range(draws if name == "random" else 1)]))
-                          for k in range(1, kmax + 1)]) for name in ("top", "random", "bottom")}
+        area = {name: _r([float(np.mean([areas[(name, k, d, kind)] for d in range(draws if name.startswith("random") else 1)]))
+                          for k in range(1, kmax + 1)]) for name in ("top", "random", "bottom", "random_concepts")}
         return Test(curves[0], curves[1], area)
 
     base = p(("baseline",))

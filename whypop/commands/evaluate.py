@@ -34,9 +34,11 @@ def format_result(result) -> str:
         d, i = g.deletion.probability, g.insertion.probability
         lines.append(f"  {g.verdict(min(3, g.max_k))}")
         lines.append(f"    p({genre}) deleting the top concept: {d.baseline:.2f} -> {d.top[0]:.2f} "
-                     f"(a random one of the same area: {d.random[0]:.2f}; the bottom one: {d.bottom[0]:.2f})")
+                     f"(random regions of the same area: {d.random[0]:.2f}; a random concept of about the same area: "
+                     f"{d.random_concepts[0]:.2f}; the bottom one: {d.bottom[0]:.2f})")
         lines.append(f"    p({genre}) keeping only the top concept: {i.top[0]:.2f} "
-                     f"(a random one: {i.random[0]:.2f}; the bottom one: {i.bottom[0]:.2f}; nothing kept: {i.empty:.2f})")
+                     f"(random regions of the same area: {i.random[0]:.2f}; a random concept: {i.random_concepts[0]:.2f}; "
+                     f"the bottom one: {i.bottom[0]:.2f}; nothing kept: {i.empty:.2f})")
         weak = [c.concept_id for c in g.concepts if c.changes_nothing and c.rank < g.max_k]
         if weak:
             lines.append(f"    among the top {g.max_k}, deleting alone changes nothing for concept(s) "
