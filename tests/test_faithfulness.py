@@ -142,3 +142,30 @@ def test_evaluate_on_the_demo_run(demo_run, tmp_path):
             for key in ("top", "random", "bottom"):
                 assert len(g[kind][key]) == 5 and len(g["accuracy"][kind][key]) == 5
             assert 0 <= g[kind]["baseline"] <= 1
+
+
+def test_panel_one_shows_curves_verdicts_and_crosses_concepts_that_fail_deletion():
+    from whypop.app import figures
+    from whypop.app.data import Concept
+
+    images, regions, segments = _toy()
+    r = fm.evaluate_genre("Rock <b>", 0, images, regions, [0, 1, 2, 3], [10, 11, 12, 13], 90.0, _predict,
+                          segments=segments, max_k=3, draws=2)
+    faith = fm.Faithfulness(1, 90.0, "held-out", {"Rock <b>": r})
+    fig = figures.faithfulness_figure(faith, {"Rock <b>": "#f00"})
+    names = {t.name for t in fig.data}
+    assert names == {"top concepts", "random regions, same area", "bottom concepts"}
+    top = next(t for t in fig.data if t.name == "top concepts")
+    assert list(top.x) == [0, 1, 2, 3] and top.y[1] < 0.1 < top.y[0]
+    assert "&lt;b&gt;" in fig.layout.annotations[0].text
+    lines = figures.verdict_lines(faith)
+    assert len(lines) == 1 and "top 3 concepts" in lines[0] and "random regions of the same area" in lines[0]
+
+    def concept(cid, significant=True):
+        return Concept(cid, "Rock <b>", f"c{cid}", 0.9, 0.1, 0.001, significant, (), None, None, None, 5)
+
+    fails = figures.deletion_failures(faith, [concept(10), concept(13), concept(12, significant=False)])
+    assert set(fails) == {13} and "changes nothing" in fails[13]
+    trace = figures._concept_trace([concept(10), concept(13)], [0, 0], [0.9, 0.9], "Rock <b>", "#f00", fails)
+    assert list(trace["marker"]["symbol"]) == ["circle", "circle-x"] and "changes nothing" in trace["hovertext"][1]
+    assert "no deletion test" in figures.faithfulness_figure(None, {}).layout.annotations[0].text
