@@ -169,3 +169,26 @@ def test_panel_one_shows_curves_verdicts_and_crosses_concepts_that_fail_deletion
     trace = figures._concept_trace([concept(10), concept(13)], [0, 0], [0.9, 0.9], "Rock <b>", "#f00", fails)
     assert list(trace["marker"]["symbol"]) == ["circle", "circle-x"] and "changes nothing" in trace["hovertext"][1]
     assert "no deletion test" in figures.faithfulness_figure(None, {}).layout.annotations[0].text
+
+
+@pytest.mark.slow
+def test_extract_with_two_seeds_evaluates_and_matches(demo_run, tmp_path):
+    """`whypop extract --seeds 2`: two extractions, the reference (latest) tested and matched to the other."""
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    out = subprocess.run([sys.executable, "-m", "whypop.cli", "extract", "--run", str(run), "--seeds", "2",
+                          "--set", "extract.random_experiments=30", "--set", "extract.evaluate_draws=1",
+                          "--set", "extract.evaluate_songs=3"], capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "stability over seeds 0, 1" in out.stdout and "takes its accuracy from" in out.stdout
+    st_ = json.loads(subprocess.run([sys.executable, "-m", "whypop.cli", "status", "--run", str(run), "--json"],
+                                    capture_output=True, text=True, timeout=120).stdout)
+    ids = [e["extraction_id"] for e in st_["extractions"] if e["status"] == "complete"]
+    s = st_["stability"]
+    assert s["extraction_ids"] == [ids[-1], ids[-2]] and s["seeds"] == [0, 1]
+    assert set(s["genres"]) == {"Formant", "Hats", "Kick", "Pluck"}
+    assert all(len(g["best_cosine"]) == 1 and len(g["planted_found"]) == 2 for g in s["genres"].values())
+    assert st_["faithfulness"]["extraction_id"] == ids[-1]
+    assert all(g["songs"] == 3 for g in st_["faithfulness"]["genres"].values())
+    other = next(e for e in st_["extractions"] if e["extraction_id"] == ids[-2])
+    assert other["faithfulness"] is None  # only the reference is tested
