@@ -259,7 +259,7 @@ class ExtractConfig:
     seed: int = 0
     evaluate: bool = True  # deletion and insertion tests on held-out songs after every extraction
     evaluate_songs: int = 0  # held-out songs per genre for those tests (0 = all)
-    evaluate_draws: int = 5  # seeded draws of random same-area concepts (the tests' baseline)
+    evaluate_draws: int = 3  # seeded draws of the random baselines (same-area regions, concepts)
 
     def validate(self) -> None:
         if self.evaluate_songs < 0:
