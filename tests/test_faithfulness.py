@@ -166,8 +166,9 @@ def test_panel_one_shows_curves_verdicts_and_crosses_concepts_that_fail_deletion
 
     fails = figures.deletion_failures(faith, [concept(10), concept(13), concept(12, significant=False)])
     assert set(fails) == {13} and "changes nothing" in fails[13]
+    assert figures.deletion_failures(faith, [concept(13)], {"Rock <b>": 0.95}) == {}  # not raising the genre
     trace = figures._concept_trace([concept(10), concept(13)], [0, 0], [0.9, 0.9], "Rock <b>", "#f00", fails)
-    assert list(trace["marker"]["symbol"]) == ["circle", "circle-x"] and "changes nothing" in trace["hovertext"][1]
+    assert list(trace["marker"]["symbol"]) == ["circle", "circle-x-open"] and "changes nothing" in trace["hovertext"][1]
     assert "no deletion test" in figures.faithfulness_figure(None, {}).layout.annotations[0].text
 
 

@@ -96,18 +96,22 @@ def _symbol(c: Concept, fails: bool = False) -> str:
     flagged = any(flag != SIGNIFICANCE_FLAG for flag, _ in c.flags)
     base = "diamond" if flagged else "circle"
     if fails:
-        return base + "-x"
+        return base + "-x-open"
     return base if c.significant else base + "-open"
 
 
-def deletion_failures(faith: Faithfulness | None, concepts: Sequence[Concept]) -> dict[int, str]:
-    """Significant concepts whose deletion from held-out songs changes nothing: id -> why, for hover."""
+def deletion_failures(faith: Faithfulness | None, concepts: Sequence[Concept],
+                      random_means: Mapping[str, float] | None = None) -> dict[int, str]:
+    """Concepts significant for raising their genre (TCAV above 0.5 and above the random
+    mean) whose deletion from held-out songs changes nothing: id -> why, for the hover."""
     if faith is None:
         return {}
     effects = {e.concept_id: (g, e) for g in faith.genres.values() for e in g.concepts}
+    random_means = random_means or {}
     out = {}
     for c in concepts:
-        if not c.significant or c.concept_id not in effects:
+        raising = c.tcav_mean > max(0.5, random_means.get(c.genre, 0.5))
+        if not c.significant or not raising or c.concept_id not in effects:
             continue
         g, e = effects[c.concept_id]
         if not e.changes_nothing:
@@ -148,7 +152,7 @@ def importance_figure(view: ExtractionView, colors: Mapping[str, str], width_px:
     changes nothing on held-out songs are drawn crossed, with the reason in the hover.
     """
     genres = list(view.genres)
-    fails = deletion_failures(faith, view.concepts)
+    fails = deletion_failures(faith, view.concepts, view.random_means)
     data: list[dict] = []
     plot_h = max(100.0, height_px - 90)
     slot_px = max(40.0, (width_px - 80) / max(1, len(genres)))
