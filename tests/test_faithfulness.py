@@ -193,3 +193,16 @@ def test_extract_with_two_seeds_evaluates_and_matches(demo_run, tmp_path):
     assert all(g["songs"] == 3 for g in st_["faithfulness"]["genres"].values())
     other = next(e for e in st_["extractions"] if e["extraction_id"] == ids[-2])
     assert other["faithfulness"] is None  # only the reference is tested
+
+
+def test_concepts_are_ranked_like_the_top_concept_rule():
+    from pipelines.evaluate import rank_concepts
+
+    def c(cid, tcav, sig=True):
+        return {"concept_id": cid, "tcav_mean": tcav, "significant": sig}
+
+    concepts = [c(1, 1.0), c(2, 0.9), c(3, 0.55), c(4, 1.0, sig=False), c(5, 0.1)]
+    extra = {1: {"magnitude": 0.1}, 2: {"magnitude": 0.5}, 3: {"magnitude": 2.0}, 4: {"magnitude": 9.0},
+             5: {"magnitude": -1.0}}
+    # 3 is significant but below the null (0.6): not "raising"; 4 is not significant
+    assert rank_concepts(concepts, extra, null_mean=0.6) == [2, 1, 4, 3, 5]
