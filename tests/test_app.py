@@ -109,14 +109,15 @@ def test_next_selection_events(data):
 
 
 def test_overview_and_model_line(data):
-    fig1, fig2, similar, model = links.overview(data, 2)
+    fig1, fig2, similar, model, faith, verdicts = links.overview(data, 2)
     assert any(t.meta == "concepts" for t in fig1.data) and any(t.meta == "clusters" for t in fig2.data)
     view = data.view(2)
     assert similar["similar"] == {str(k): list(v) for k, v in view.similar.items()}
     assert set(similar["cluster"]) == {str(c.concept_id) for c in view.concepts}
     text = " ".join(str(c.children) for c in model)
     assert "test 81.0%" in text and "validation 84.0%" in text and "resnet18" in text
-    fig1, _, similar, _ = links.overview(data, None)
+    assert "no deletion test" in faith.layout.annotations[0].text and verdicts == []
+    fig1, _, similar, _, _, _ = links.overview(data, None)
     assert similar is None and "no complete extraction" in fig1.layout.annotations[0].text
 
 

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("whypop.commands.prepare", "audio files -> spectrograms and features in a run store"),
     "train": ("whypop.commands.train", "train (or import) the genre classifier"),
     "extract": ("whypop.commands.extract", "discover concepts with ACE and score them with TCAV"),
+    "evaluate": ("whypop.commands.evaluate", "deletion and insertion tests of an extraction's concepts"),
     "serve": ("whypop.commands.serve", "serve the dashboard for a run"),
     "demo": ("whypop.commands.demo", "the whole system on the synthetic demo, then the dashboard"),
     "explain": ("whypop.commands.explain", "explain a song's predicted genre with the run's concepts"),

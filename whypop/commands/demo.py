@@ -64,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
         return make_song(args)
     from pipelines import demo  # the stages load torch
 
+    if getattr(args, "make_song", None):
+        return make_song(args)
     start = time.perf_counter()
     store = RunStore(Path(args.run), create=True)
     cfg = load_cli_config(args, default="demo", store=store)
