@@ -49,18 +49,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pipelines.explain as pe  # noqa: E402
 from whypop.ace.planted import region_mask  # noqa: E402
-from whypop.audio import box_to_pixels  # noqa: E402
+from whypop.explain import overlaps_time  # noqa: E402
+from whypop.geometry import box_to_pixels  # noqa: E402
 from whypop.demo import make_song  # noqa: E402
 from whypop.store import RunStore  # noqa: E402
 
 
 def concept_hit(concepts, genre: str, t0: float, t1: float, top: int = 3) -> bool:
-    return any(c.genre == genre and any(r.overlaps_time(t0, t1) for r in c.regions) for c in concepts[:top])
+    return any(c.genre == genre and any(overlaps_time(r, t0, t1) for r in c.regions) for c in concepts[:top])
 
 
 def rank_chance(concepts, genre: str, t0: float, t1: float, k: int = 3) -> float:
     n = len(concepts)
-    q = sum(c.genre == genre and any(r.overlaps_time(t0, t1) for r in c.regions) for c in concepts)
+    q = sum(c.genre == genre and any(overlaps_time(r, t0, t1) for r in c.regions) for c in concepts)
     if n == 0:
         return 0.0
     k = min(k, n)
@@ -74,13 +75,12 @@ def time_chance(concepts, genre: str, width: float, span: float, rng: np.random.
 
 def tf_hit(concepts, genre: str, box, top: int = 3) -> bool:
     t0, t1, f0, f1 = box
-    return any(c.genre == genre and any(r.overlaps_time(t0, t1) and r.low_hz < f1 and f0 < r.high_hz
+    return any(c.genre == genre and any(overlaps_time(r, t0, t1) and r.low_hz < f1 and f0 < r.high_hz
                                         for r in c.regions) for c in concepts[:top])
 
 
 def tf_chance(concepts, genre: str, box, audio, rng: np.random.Generator, draws: int = 200) -> float:
-    from whypop.audio import hz_to_mel
-    from whypop.explain import mel_to_hz
+    from whypop.geometry import hz_to_mel, mel_to_hz
 
     t0, t1, f0, f1 = box
     top = float(hz_to_mel(audio.sample_rate / 2))

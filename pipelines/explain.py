@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -28,13 +29,20 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
-from whypop.ace.activations import digest
+from pipelines.common import load_current
+from pipelines.prepare import prepare_one
+from whypop.ace.activations import ActivationCache, LayerProbe, digest, masked_means, spatial_means, weights_digest
+from whypop.ace.patches import make_patches
 from whypop.ace.placement import QUANTILE, ConceptBank, Placement, SegmentParams, patch_features
+from whypop.audio import encode_png
 from whypop.config import Config
 from whypop.errors import InputError, NotFound, StoreError
 from whypop.explain import ConceptInfo, Explainer, SongExplanation, render_png
-from whypop.progress import Progress, ProgressEvent, null_progress  # noqa: F401 (null_progress: for callers)
+from whypop.extraction_files import _load_masks, load_arrays
+from whypop.model import CHECKPOINT_NAME, LoadedModel, load_checkpoint_file, model_from_state, resolve_device
+from whypop.progress import Progress, ProgressEvent, null_progress
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -48,9 +56,6 @@ AUDIO_SUFFIXES = (".mp3", ".ogg", ".flac", ".wav")
 
 def load_model(store: RunStore, model_id: int | None, device: str = "auto"):
     """The model ``model_id`` of the run (the extraction's), as a :class:`whypop.model.LoadedModel`."""
-    from pipelines.common import load_current
-    from whypop.model import CHECKPOINT_NAME, LoadedModel, load_checkpoint_file, model_from_state, resolve_device
-
     if model_id is None:
         return load_current(store, device)
     info = next((m for m in store.models() if m["model_id"] == int(model_id) and m["status"] == "complete"), None)
@@ -83,12 +88,9 @@ def build_bank(store: RunStore, extraction_id: int, probe, params: SegmentParams
     are computed. The bank is cached under ``<run>/cache/explain/`` by extraction,
     weights, layer and parameters (when the run is writable).
     """
-    from whypop.ace.activations import ActivationCache
-    from whypop.results import _load_masks, load_arrays
-
     ex = store.extraction(extraction_id)
     layer = ex["params"]["extract"]["layer"]
-    key = digest("bank", 2, extraction_id, ex.get("finished"), weights_key, layer, json.dumps(params.to_dict()), quantile)
+    key = digest("bank", 3, extraction_id, ex.get("finished"), weights_key, layer, json.dumps(params.to_dict()), quantile)
     path = store.root / "cache" / "explain" / f"bank-{key}.npz"
     if cache and path.is_file():
         try:
@@ -152,9 +154,6 @@ def build_bank(store: RunStore, extraction_id: int, probe, params: SegmentParams
 
 def _from_discovery_cache(store, act_cache, tids, images, masks, params, weights_key, layer, probe):
     """Features of every segment of a genre's discovery songs from discovery's own cache, or None."""
-    from whypop.ace.activations import masked_means, spatial_means
-    from whypop.ace.patches import make_patches
-
     if act_cache.root is None or len(images) != len(tids):
         return None
     patches = np.concatenate([make_patches(images[t], masks[t], params.fill, params.patch_mode, params.image_size)
@@ -192,8 +191,6 @@ def resolve_extraction(store: RunStore, extraction_id: int | str | None) -> int:
 def context(store: RunStore, extraction_id: int | str | None = None, device: str = "auto",
             progress: Progress = null_progress, cache: bool = True) -> Context:
     """Load the extraction's model and concept bank (built once, then cached in the run unless ``cache`` is False)."""
-    from whypop.ace.activations import LayerProbe, weights_digest
-
     eid = resolve_extraction(store, extraction_id)
     ex = store.extraction(eid)
     cfg = store.stored_config()
@@ -219,17 +216,12 @@ def context(store: RunStore, extraction_id: int | str | None = None, device: str
 
 def prepare_song(path: str | Path, cfg: Config) -> tuple[np.ndarray, float]:
     """A song file -> (uint8 spectrogram, seconds decoded), exactly as ``prepare`` makes the run's tracks."""
-    from PIL import Image
-    import io
-
-    from pipelines.prepare import prepare_one
-
     quiet = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, audio_features=False))
     result = prepare_one(Path(path).name, str(path), quiet)
     if result.error is not None:
         raise InputError(f"{Path(path).name}: {result.error}")
     with Image.open(io.BytesIO(result.png)) as im:
-        return np.asarray(im.convert("L")), float(result.duration)
+        return np.array(im.convert("L")), float(result.duration)
 
 
 def explain_image(ctx: Context, image: np.ndarray, song: str, duration: float | None,
@@ -381,8 +373,6 @@ def cached_upload(store: RunStore, digest_: str, extraction_id: int) -> SongExpl
 
 def explain_upload(ctx: Context, digest_: str, progress: Progress = null_progress) -> SongExplanation:
     """Explain an uploaded song once per extraction; results stay beside the upload."""
-    from whypop.audio import encode_png
-
     hit = cached_upload(ctx.store, digest_, ctx.extraction_id)
     if hit is not None:
         return hit

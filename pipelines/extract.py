@@ -55,12 +55,14 @@ from whypop.ace.planted import mask_overlap, region_mask, signature_reliance
 from whypop.ace.ranking import Candidate, top_concept
 from whypop.ace.segment import random_segment
 from whypop.ace.summary import concept_map
-from whypop.audio import box_to_pixels, encode_png
+from whypop.audio import encode_png
 from whypop.config import Config
 from whypop.errors import Cancelled, InputError, StoreError, WhypopError
 from whypop.model import get_layer
 from whypop.progress import Progress, ProgressEvent, null_progress
-from whypop.results import ConceptRecord, ExtractionSummary, GenreSummary, Reliance, save_arrays, save_masks
+from whypop.extraction_files import save_arrays, save_masks
+from whypop.geometry import box_to_pixels
+from whypop.results import ConceptRecord, ExtractionSummary, GenreSummary, Reliance
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)

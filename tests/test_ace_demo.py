@@ -10,7 +10,11 @@ figure is reported, not required.
 
 from __future__ import annotations
 
+import pytest
+
 from whypop.store import RunStore
+
+pytestmark = pytest.mark.slow  # reads a whole demo run (built by the stages unless WHYPOP_TEST_DEMO_RUN is set)
 
 
 def _summary(demo_run):

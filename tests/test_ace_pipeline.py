@@ -31,7 +31,7 @@ def _config(**extract):
 
 
 def _spectrogram(genre: str, index: int, cfg) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    from whypop.audio import box_to_pixels
+    from whypop.geometry import box_to_pixels
 
     rng = np.random.default_rng([GENRES.index(genre), index])
     img = np.clip(rng.normal(110, 15, (SIZE, SIZE)), 0, 255)
@@ -98,7 +98,7 @@ def _visible(store: RunStore) -> tuple[int, list[str]]:
 
 
 def test_extraction_follows_the_file_contract(tiny_run):
-    from whypop.results import load_arrays, load_mask
+    from whypop.extraction_files import load_arrays, load_mask
 
     store = RunStore(tiny_run)
     ex = store.extraction()

@@ -23,7 +23,7 @@ import pytest
 from app_fixtures import make_fake_run
 from servers import ThreadServer, _wait_http, chromium, start_gunicorn, stop_process  # noqa: F401 (chromium: fixture)
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TIMEOUT_MS = 20_000
 

@@ -10,32 +10,31 @@ import numpy as np
 import pytest
 
 from app_fixtures import fake_run  # noqa: F401  (fixture)
-from whypop.audio import box_to_pixels
 from whypop.config import AudioConfig
-from whypop.explain import Region, SongExplanation, pixel_box_to_region
+from whypop.explain import Region, SongExplanation, overlaps_time, pixel_box_to_region
+from whypop.geometry import box_to_pixels, region_to_pixels
 
 
 # -- fast --------------------------------------------------------------------------------------
 
 
-def test_pixel_box_to_region_inverts_box_to_pixels():
+def test_pixel_box_to_region_through_the_image_geometry():
     cfg = AudioConfig(sample_rate=22050, duration=4.0, image_size=128)
     for t0, t1, f0, f1 in ((0.5, 1.7, 30.0, 600.0), (1.0, 3.0, 5500.0, 10500.0), (2.0, 4.0, 1700.0, 3800.0)):
         box = box_to_pixels(t0, t1, f0, f1, cfg)
-        r = pixel_box_to_region(box, cfg.image_size, cfg)
-        px_s, px_hz = cfg.duration / cfg.image_size, None
-        assert r.start_s <= t0 + 1e-9 and t0 - r.start_s < px_s + 1e-9
-        assert r.end_s >= t1 - 1e-9 and r.end_s - t1 < px_s + 1e-9
-        assert r.low_hz <= f0 + 1e-6 and r.high_hz >= f1 - 1e-6 and r.high_hz <= f1 * 1.1 + 50 and r.low_hz >= f0 * 0.9 - 50
-        assert px_hz is None
+        r = pixel_box_to_region(box, cfg)
+        assert region_to_pixels(r, cfg) == box  # the exact inverse
+        px_s = cfg.duration / cfg.image_size
+        assert abs(r.start_s - t0) < 1.5 * px_s and abs(r.end_s - t1) < 1.5 * px_s
+        assert 0.8 * f0 - 60 < r.low_hz < 1.2 * f0 + 60 and 0.85 * f1 < r.high_hz < 1.15 * f1
     # padding: a region beyond the song's real duration is cut at the duration
-    r = pixel_box_to_region((64, 0, 128, 10), 128, cfg, duration=3.0)
-    assert r.start_s == pytest.approx(2.0) and r.end_s == pytest.approx(3.0) and r.high_hz == pytest.approx(11025)
+    r = pixel_box_to_region((64, 0, 128, 10), cfg, duration=3.0)
+    assert r.start_s == pytest.approx(2.0, abs=0.01) and r.end_s == pytest.approx(3.0) and r.high_hz == pytest.approx(11025)
 
 
 def test_region_overlap_and_round_trip():
     r = Region(1.0, 2.0, 100.0, 200.0)
-    assert r.overlaps_time(1.5, 3.0) and r.overlaps_time(0.0, 1.01) and not r.overlaps_time(2.0, 3.0)
+    assert overlaps_time(r, 1.5, 3.0) and overlaps_time(r, 0.0, 1.01) and not overlaps_time(r, 2.0, 3.0)
     assert Region.from_dict(r.to_dict()) == r
 
 
@@ -217,3 +216,22 @@ def test_cli_explains_a_fresh_demo_song(run, tmp_path, capsys):
     assert "bad.wav" in capsys.readouterr().err
     assert main(["explain", "--run", str(run), "--track", "nope"]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_make_song_is_fresh_and_deterministic(tmp_path, capsys):
+    from whypop.cli import main
+    from whypop.demo import make_song
+
+    a = make_song("kick", 3, tmp_path / "a.wav")
+    b = make_song("Kick", 3, tmp_path / "b.wav")
+    c = make_song("Kick", 4, tmp_path / "c.wav")
+    assert a.path.read_bytes() == b.path.read_bytes() != c.path.read_bytes()
+    assert a.signature.f0 == 30.0 and 0 <= a.signature.t0 < a.signature.t1 <= 4.0 and a.artefact is None
+    with pytest.raises(ValueError, match="allowed are Kick, Hats"):
+        make_song("Jazz", 1, tmp_path / "x.wav")
+    assert main(["demo", "--make-song", "Pluck", "--seed", "2", "--out", str(tmp_path / "p.wav"),
+                 "--run", str(tmp_path / "none")]) == 0
+    planted = json.loads(capsys.readouterr().out)
+    assert planted["genre"] == "Pluck" and planted["low_hz"] == 650.0 and not (tmp_path / "none").exists()
+    assert main(["demo", "--make-song", "Jazz", "--out", str(tmp_path / "j.wav")]) == 1
+    assert "unknown demo genre 'Jazz'" in capsys.readouterr().err

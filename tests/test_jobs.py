@@ -157,6 +157,7 @@ def test_overall_fraction_runs_once_from_0_to_1():
 SMALL_JOB = {"genres": ["Hats"], "discovery_images": 4, "random_experiments": 4, "n_clusters": 8, "segments": [10, 15]}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_real_extraction_keeps_the_store_consistent(demo_run, tmp_path):
     """A real extraction (the stage code of `whypop extract`) killed with SIGKILL mid-way."""
     import subprocess

@@ -40,7 +40,7 @@ def test_bank_centres_and_calibrated_radii():
     assert b.centres[0, 0] == pytest.approx(200, abs=2)
     # the radius is the 90th percentile of the members' own distances: 90% of them lie within
     for k in range(3):
-        assert b.member_share_within(k, b.thresholds[k]) == pytest.approx(0.9, abs=0.021)
+        assert 0.9 <= b.member_share_within(k, b.thresholds[k]) <= 0.92
     wider = ConceptBank.from_members([1], ["x"], [np.random.default_rng(1).normal(0, 50, (50, 1))])
     assert wider.thresholds[0] > 5 * b.thresholds[0]  # calibrated per concept, no fixed number
 

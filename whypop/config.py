@@ -28,76 +28,43 @@ REPO_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 # -- allowed values, declared once (argparse choices, the dashboard's form and validation) --
 
 
-class Device(StrEnum):
-    AUTO = "auto"
-    CPU = "cpu"
-    CUDA = "cuda"
+def _choices(name: str, *values: str) -> type[StrEnum]:
+    """A string enum whose members are ``values`` (member names: the values upper-cased)."""
+    return StrEnum(name, {v.upper(): v for v in values})
 
 
-class Subset(StrEnum):
-    SMALL = "small"
-    MEDIUM = "medium"
-    LARGE = "large"
-    FULL = "full"
+Device = _choices("Device", "auto", "cpu", "cuda")
+Subset = _choices("Subset", "small", "medium", "large", "full")  # FMA subsets
+Pretrained = _choices("Pretrained", "imagenet", "none")
+Trainable = _choices("Trainable", "tail", "layer4", "all")
+Optimizer = _choices("Optimizer", "adam", "sgd")
+LrSchedule = _choices("LrSchedule", "constant", "cosine")
+ImageSplit = _choices("ImageSplit", "heldout", "training", "all")  # which tracks: validation+test, training, all
+RandomKind = _choices("RandomKind", "images", "patches")  # random sets of whole spectrograms or of one patch each
+PatchMode = _choices("PatchMode", "faithful", "inplace")  # crop + resize (the reference), masked full frame
+CavMode = _choices("CavMode", "fast", "exact", "logistic")  # batched SGD objective, sklearn per pair, batched logistic
+TcavGradient = _choices("TcavGradient", "logit", "loss")
+Correction = _choices("Correction", "holm", "bonferroni", "none")
 
 
-class Pretrained(StrEnum):
-    IMAGENET = "imagenet"
-    NONE = "none"
-
-
-class Trainable(StrEnum):
-    TAIL = "tail"
-    LAYER4 = "layer4"
-    ALL = "all"
-
-
-class Optimizer(StrEnum):
-    ADAM = "adam"
-    SGD = "sgd"
-
-
-class LrSchedule(StrEnum):
-    CONSTANT = "constant"
-    COSINE = "cosine"
-
-
-class ImageSplit(StrEnum):
-    HELDOUT = "heldout"
-    TRAINING = "training"
-    ALL = "all"
-
-
-class RandomKind(StrEnum):
-    IMAGES = "images"
-    PATCHES = "patches"
-
-
-class PatchMode(StrEnum):
-    FAITHFUL = "faithful"  # crop + resize (the reference)
-    INPLACE = "inplace"  # masked full frame
-
-
-class CavMode(StrEnum):
-    FAST = "fast"  # sklearn's SGD objective, all pairs at once
-    EXACT = "exact"  # sklearn per pair
-    LOGISTIC = "logistic"  # L2 logistic loss solved to convergence, batched
-
-
-class TcavGradient(StrEnum):
-    LOGIT = "logit"
-    LOSS = "loss"
-
-
-class Correction(StrEnum):
-    HOLM = "holm"
-    BONFERRONI = "bonferroni"
-    NONE = "none"
+# which setting takes which values: section -> key -> enum
+CHOICES: dict[str, dict[str, type[StrEnum]]] = {
+    "dataset": {"subset": Subset},
+    "train": {"lr_schedule": LrSchedule, "pretrained": Pretrained, "trainable": Trainable, "device": Device,
+              "optimizer": Optimizer},
+    "extract": {"image_split": ImageSplit, "random_split": ImageSplit, "random_kind": RandomKind, "device": Device,
+                "patch_mode": PatchMode, "cav_mode": CavMode, "tcav_gradient": TcavGradient, "correction": Correction},
+}
 
 
 def choices(kind: type[StrEnum]) -> tuple[str, ...]:
     """The allowed values of an enum as plain strings, in declaration order."""
     return tuple(m.value for m in kind)
+
+
+def _check_choices(settings: Any, section: str) -> None:
+    for name, kind in CHOICES[section].items():
+        check_choice(section, name, getattr(settings, name), kind)
 
 
 def check_choice(section: str, name: str, value: Any, kind: type[StrEnum]) -> None:
@@ -157,7 +124,7 @@ class DatasetConfig:
     audio_features: bool = True  # compute the audio descriptors during preparation
 
     def validate(self) -> None:
-        check_choice("dataset", "subset", self.subset, Subset)
+        _check_choices(self, "dataset")
         if len(self.split) != 3 or any(s < 0 for s in self.split) or abs(sum(self.split) - 1) > 1e-6:
             raise ConfigError(f"dataset.split={list(self.split)} must be three non-negative shares summing to 1")
         if self.max_tracks < 0:
@@ -215,15 +182,11 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant" (thesis) or "cosine" (decay to 0 over the epochs, per batch)
 
     def validate(self) -> None:
-        check_choice("train", "lr_schedule", self.lr_schedule, LrSchedule)
+        _check_choices(self, "train")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"train.label_smoothing={self.label_smoothing}: must be in [0, 1)")
         if self.num_workers < 0:
             raise ConfigError(f"train.num_workers={self.num_workers}: must be >= 0 (0 = load in the training process)")
-        check_choice("train", "pretrained", self.pretrained, Pretrained)
-        check_choice("train", "trainable", self.trainable, Trainable)
-        check_choice("train", "device", self.device, Device)
-        check_choice("train", "optimizer", self.optimizer, Optimizer)
         _positive(self, "lr", "songs_per_batch", "epochs")
 
 
@@ -266,10 +229,7 @@ class ExtractConfig:
             raise ConfigError(f"extract.evaluate_songs={self.evaluate_songs}: must be >= 0 (0 = all held-out songs)")
         if not 1 <= self.evaluate_draws <= 100:
             raise ConfigError(f"extract.evaluate_draws={self.evaluate_draws}: allowed 1..100")
-        check_choice("extract", "image_split", self.image_split, ImageSplit)
-        check_choice("extract", "random_split", self.random_split, ImageSplit)
-        check_choice("extract", "random_kind", self.random_kind, RandomKind)
-        check_choice("extract", "device", self.device, Device)
+        _check_choices(self, "extract")
         if not 0 <= self.black_level <= 255:
             raise ConfigError(f"extract.black_level={self.black_level}: allowed 0..255")
         if not 0 < self.black_share <= 1:
@@ -279,10 +239,6 @@ class ExtractConfig:
                               f"more members than this, and a CAV at least 2)")
         if self.render_patches < 0:
             raise ConfigError(f"extract.render_patches={self.render_patches}: must be >= 0")
-        check_choice("extract", "patch_mode", self.patch_mode, PatchMode)
-        check_choice("extract", "cav_mode", self.cav_mode, CavMode)
-        check_choice("extract", "tcav_gradient", self.tcav_gradient, TcavGradient)
-        check_choice("extract", "correction", self.correction, Correction)
         if not self.segments or any(s < 2 or s > 500 for s in self.segments):
             raise ConfigError(f"extract.segments={list(self.segments)}: each must be 2..500")
         if not 2 <= self.n_clusters <= 200:

@@ -23,12 +23,12 @@ For a uint8 spectrogram (prepared exactly as the run's tracks) :class:`Explainer
   finite edit of the input.
 - **ranks** the present concepts by ``influence``, then ``probability_drop``.
 
-Regions are each matching segment's bounding box in seconds and Hz (see :func:`pixel_box_to_region`).
+Regions are each matching segment's bounding box in seconds and Hz, through the image's
+exact geometry (:mod:`whypop.geometry`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from whypop.ace.placement import ConceptBank, Placement, SegmentParams, concept_masks, fill_masks, place_concepts
-from whypop.audio import hz_to_mel
+from whypop.geometry import Region, hz_to_mel, pixels_to_region
 from whypop.config import AudioConfig
 from whypop.progress import Progress, ProgressEvent, null_progress
 
@@ -44,55 +44,29 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
-# -- pixels <-> seconds and Hz --------------------------------------------------------------
+# -- pixels <-> seconds and Hz (whypop.geometry) ----------------------------------------------
 
 
-def mel_to_hz(mel: float | np.ndarray) -> float | np.ndarray:
-    """Inverse of :func:`whypop.audio.hz_to_mel` (Slaney)."""
-    mel = np.asarray(mel, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+def overlaps_time(region: Region, start_s: float, end_s: float) -> bool:
+    """Whether a region shares some time with [start_s, end_s)."""
+    return region.start_s < end_s and start_s < region.end_s
 
 
-@dataclass(frozen=True)
-class Region:
-    """A time-frequency box: seconds from the clip start, Hz."""
+def pixel_box_to_region(box: tuple[int, int, int, int], audio: AudioConfig, duration: float | None = None) -> Region:
+    """Pixel box (x0, y0, x1, y1; ends exclusive; y0 the top row) -> the seconds and Hz its pixels cover.
 
-    start_s: float
-    end_s: float
-    low_hz: float
-    high_hz: float
-
-    def to_dict(self) -> dict:
-        return {"start_s": round(self.start_s, 4), "end_s": round(self.end_s, 4),
-                "low_hz": round(self.low_hz, 2), "high_hz": round(self.high_hz, 2)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Region":
-        return cls(float(d["start_s"]), float(d["end_s"]), float(d["low_hz"]), float(d["high_hz"]))
-
-    def overlaps_time(self, start_s: float, end_s: float) -> bool:
-        return self.start_s < end_s and start_s < self.end_s
-
-
-def pixel_box_to_region(box: tuple[int, int, int, int], size: int, audio: AudioConfig, duration: float | None = None) -> Region:
-    """Pixel box (x0, y0, x1, y1; ends exclusive; y0 the top row) -> seconds and Hz.
-
-    Column c covers [c, c + 1) x clip length / size; row r from the top covers the mel
-    fractions [1 - (r + 1) / size, 1 - r / size] of the mel scale up to Nyquist (the
-    inverse of :func:`whypop.audio.box_to_pixels`). ``duration`` (the song's real length)
-    clips the end: columns beyond it are padding.
+    Through :func:`whypop.geometry.pixels_to_region` (the image's exact geometry);
+    ``duration`` (the song's real length) cuts the end: columns beyond it are padding.
     """
-    x0, y0, x1, y1 = box
-    span = float(audio.duration)
-    start, end = x0 / size * span, x1 / size * span
-    if duration is not None:
-        end = min(end, max(float(duration), start))
-    top = float(hz_to_mel(audio.sample_rate / 2))
-    low = float(mel_to_hz((1 - y1 / size) * top))
-    high = float(mel_to_hz((1 - y0 / size) * top))
-    return Region(start, end, max(low, 0.0), min(high, audio.sample_rate / 2))
+    r = pixels_to_region(box, audio)
+    if duration is not None and r.end_s > duration:
+        r = Region(r.start_s, max(float(duration), r.start_s), r.low_hz, r.high_hz)
+    return r
+
+
+def _region_dict(r: Region) -> dict:
+    return {"start_s": round(r.start_s, 4), "end_s": round(r.end_s, 4), "low_hz": round(r.low_hz, 2),
+            "high_hz": round(r.high_hz, 2)}
 
 
 # -- results --------------------------------------------------------------------------------
@@ -115,7 +89,7 @@ class ConceptExplanation:
     def to_dict(self) -> dict:
         return {"concept_id": self.concept_id, "genre": self.genre, "name": self.name,
                 "influence": round(self.influence, 6), "probability_drop": round(self.probability_drop, 6),
-                "regions": [r.to_dict() for r in self.regions], "segments": list(self.segments),
+                "regions": [_region_dict(r) for r in self.regions], "segments": list(self.segments),
                 "area": round(self.area, 4), "significant": self.significant, "flags": list(self.flags),
                 "boxes": [list(b) for b in self.boxes]}
 
@@ -257,7 +231,6 @@ class Explainer:
     def explain(self, image: np.ndarray, song: str, duration: float | None = None,
                 progress: Progress = null_progress) -> tuple[SongExplanation, list[Placement]]:
         image = np.array(image, dtype=np.uint8)  # a writable copy (torch refuses read-only arrays)
-        size = image.shape[0]
         timings: dict[str, float] = {}
         steps = 4
 
@@ -305,7 +278,7 @@ class Explainer:
             info = self.info.get(cid, ConceptInfo(f"{self.bank.genres[i]} concept {cid}"))
             concepts.append(ConceptExplanation(
                 cid, self.bank.genres[i], info.name, float(derivative[j]), float(probs[k] - p_filled[j]),
-                [pixel_box_to_region(boxes[a], size, self.audio, duration) for a in order], [segs[a] for a in order],
+                [pixel_box_to_region(boxes[a], self.audio, duration) for a in order], [segs[a] for a in order],
                 float(masks[j].any(axis=0).mean()), info.significant, list(info.flags), [boxes[a] for a in order],
             ))
         concepts.sort(key=lambda c: (-c.influence, -c.probability_drop, c.concept_id))

@@ -1,106 +1,29 @@
-"""The files of an extraction: the contract between concept discovery and the dashboard.
-
-Rows (concepts, patches) live in the run database; the larger data lives in the
-extraction's directory, ``extractions/<id>/``:
-
-``arrays.npz``
-    ``concept_ids`` (K,) int64, the order of every array below;
-    ``mean_cavs`` (K, D) float32, each concept's CAV averaged over random experiments;
-    ``similarity`` (K, K) float32, cosine of mean CAVs;
-    ``tcav_scores`` (K, R) float32, one TCAV score per random experiment;
-    ``random_scores`` (G, R) float32, per genre the random-vs-random null scores
-    (``random_genres`` (G,) names their order);
-    ``cluster_ids`` (C,) int64 and ``cluster_xy`` (C, 2) float32, the concept map's
-    cluster centres.
-``segments/<track_id>.npz``
-    ``masks``: the bit-packed (P, H, W) boolean segment masks of one discovery song;
-    a patch row's ``mask`` column holds ``segments/<track_id>.npz#<index>``.
-``patches/<concept_id>_<rank>.png``
-    optional rendered patch images (what the network saw) for the gallery.
+"""Typed results, each with its one JSON round trip (``to_dict``/``from_dict``).
 
 ``summary`` (JSON in the extractions row): :class:`ExtractionSummary`, per genre a
-:class:`GenreSummary`, per concept a :class:`ConceptRecord`; each with its one JSON
-round trip (``to_dict``/``from_dict``, the stored keys). Keys a reader does not know
-(written by a newer version) are kept in ``extra`` and written back unchanged.
+:class:`GenreSummary`, per concept a :class:`ConceptRecord`; a job's progress:
+:class:`JobProgress`. The stored keys are the JSON keys; keys a reader does not know
+(written by a newer version) are kept in ``extra`` and written back unchanged. The
+arrays and masks of an extraction are in :mod:`whypop.extraction_files`.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-import numpy as np
-
-from whypop.errors import NotFound
 from whypop.progress import ProgressEvent
 
-if TYPE_CHECKING:  # pragma: no cover
-    from whypop.store import RunStore
-
-ARRAYS = "arrays.npz"
-_MASK_REF = re.compile(r"^segments/([A-Za-z0-9_.-]+)\.npz#(\d+)$")
+_FILE_FUNCTIONS = ("ARRAYS", "save_arrays", "load_arrays", "save_masks", "load_mask")
 
 
-def save_arrays(directory: Path, **arrays: np.ndarray) -> Path:
-    """Write ``arrays.npz`` into an extraction directory (its partial one while running)."""
-    path = Path(directory) / ARRAYS
-    tmp = path.with_name(".tmp-" + ARRAYS)
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    tmp.replace(path)
-    return path
+def __getattr__(name: str) -> Any:
+    """The extraction file functions under their earlier import path (``whypop.results.load_arrays``)."""
+    if name in _FILE_FUNCTIONS:
+        from whypop import extraction_files  # numpy: only for callers of the file functions
 
-
-def load_arrays(store: "RunStore", extraction_id: int) -> dict[str, np.ndarray]:
-    """The arrays of a complete extraction."""
-    ex = store.extraction(extraction_id)
-    return dict(_load_npz(str(Path(ex["path"]) / ARRAYS)))
-
-
-def save_masks(directory: Path, track_id: str, masks: np.ndarray) -> list[str]:
-    """Store one song's (P, H, W) boolean masks; returns each mask's reference string."""
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be (P, H, W), got {masks.shape}")
-    seg_dir = Path(directory) / "segments"
-    seg_dir.mkdir(parents=True, exist_ok=True)
-    path = seg_dir / f"{track_id}.npz"
-    tmp = seg_dir / f".tmp-{track_id}.npz"
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, masks=np.packbits(masks, axis=-1), shape=np.array(masks.shape))
-    tmp.replace(path)
-    return [f"segments/{track_id}.npz#{i}" for i in range(masks.shape[0])]
-
-
-def load_mask(store: "RunStore", extraction_id: int, ref: str) -> np.ndarray:
-    """One patch's boolean mask (H, W) from its reference; NotFound for anything odd."""
-    m = _MASK_REF.match(ref or "")
-    if m is None:
-        raise NotFound(f"bad mask reference {ref!r}")
-    ex = store.extraction(extraction_id)
-    path = store.path(Path(ex["path"]).relative_to(store.root) / "segments" / f"{m.group(1)}.npz")
-    if not path.is_file():
-        raise NotFound(f"mask file missing for {ref!r}")
-    masks, shape = _load_masks(str(path))
-    index = int(m.group(2))
-    if index >= shape[0]:
-        raise NotFound(f"mask index out of range in {ref!r}")
-    return np.unpackbits(masks[index], axis=-1, count=int(shape[2])).astype(bool)
-
-
-@functools.lru_cache(maxsize=64)
-def _load_masks(path: str) -> tuple[np.ndarray, tuple[int, int, int]]:
-    with np.load(path) as data:
-        return data["masks"], tuple(int(v) for v in data["shape"])
-
-
-@functools.lru_cache(maxsize=16)
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+        return getattr(extraction_files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- the extraction summary ----------------------------------------------------------------

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from whypop.config import Config, config_from_dict
 from whypop.errors import NotFound, StoreError
 from whypop.ids import parse_id
 from whypop.tracks import PlantedRegion, Track
@@ -232,10 +233,8 @@ class RunStore:
         root = self.get_meta("audio_root")
         return Path(root) if root else None
 
-    def stored_config(self):
+    def stored_config(self) -> Config | None:
         """The configuration this run was prepared with (a Config), or None."""
-        from whypop.config import config_from_dict
-
         data = self.get_meta("config")
         return None if data is None else config_from_dict(data)
 
@@ -345,7 +344,7 @@ class RunStore:
 
     def load_spectrogram(self, track_id: str):
         """The track's spectrogram as a uint8 array (H, W), row 0 = highest frequency."""
-        import numpy as np
+        import numpy as np  # not at the top: `whypop status` opens the store without numpy
         from PIL import Image
 
         with Image.open(self.spectrogram_path(track_id)) as im:

@@ -13,7 +13,9 @@
 - :mod:`~whypop.ace.planted`: checks against the demo's planted ground truth
 - :mod:`~whypop.ace.extractor`: :class:`ConceptExtractor`, ACE for one genre at a time
 
-This package knows no run store: the extraction stage above it reads and writes the store;
+torch, scikit-learn, scipy and scikit-image load on first use, so that the dashboard,
+which imports the extraction stage for its jobs, starts without them. This package knows
+no run store: the extraction stage above it reads and writes the store;
 the protocol and measured figures are in ``docs/extraction.md``.
 """
 

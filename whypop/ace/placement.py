@@ -13,7 +13,8 @@ in a new song, the song goes through exactly the discovery path:
 
 **The placement rule.** Each concept has a centre (the mean feature of its members,
 which is its k-means centre) and a radius calibrated on its own members: the
-``quantile`` (default 0.9) of their distances to the centre. A fixed radius would not
+``quantile`` (default 0.9) of their distances to the centre (the smallest member
+distance with at least that share of the members within it). A fixed radius would not
 carry over between layers and models; the members' own spread does. A segment matches
 a concept when its distance to the centre is at most the radius. Concepts of one genre
 come from one clustering, in which every patch belongs to its nearest centre; so within
@@ -151,7 +152,7 @@ class ConceptBank:
             d = np.sort(np.linalg.norm(m - c, axis=1))
             centres.append(c)
             dists.append(d)
-            thresholds.append(float(np.quantile(d, quantile)))
+            thresholds.append(float(np.quantile(d, quantile, method="higher")))  # >= quantile of members within
         width = centres[0].shape[0] if centres else 0
         return cls(
             concept_ids=np.asarray(concept_ids, dtype=np.int64), genres=[str(g) for g in genres],

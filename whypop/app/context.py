@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from whypop.app.data import AppData
+from whypop.errors import NotFound
+from whypop.ids import parse_id
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,11 @@ class AppContext:
 
 
 def as_id(value: object) -> int | None:
-    """A callback input that should be an integer id: the int, else None (never raises)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A callback input that should be an id (:func:`whypop.ids.parse_id`), else None (never raises)."""
+    try:
+        return parse_id(value)
+    except NotFound:
+        return None
 
 
 def as_track(value: object) -> str | None:

@@ -18,7 +18,8 @@ import numpy as np
 from whypop.config import AudioConfig, Config, resolve_config
 from whypop.errors import NotFound
 from whypop.features import AUDIO_FEATURES, ECHONEST_FEATURES, FeatureSpec, format_value, percentile_scale
-from whypop.results import ExtractionSummary, load_arrays
+from whypop.extraction_files import load_arrays
+from whypop.results import ExtractionSummary
 from whypop.store import RunStore, Track
 
 FEATURE_SOURCES: dict[str, tuple[FeatureSpec, ...]] = {"echonest": ECHONEST_FEATURES, "audio": AUDIO_FEATURES}

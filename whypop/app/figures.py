@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from whypop.ace.faithfulness import Faithfulness
 from whypop.app.data import Concept, ExtractionView, Placement, SongFeatures
-from whypop.audio import hz_to_mel
+from whypop.geometry import hz_to_mel
 from whypop.config import AudioConfig
 
 # Colour-blind friendly qualitative palette (Okabe-Ito, then Tableau) for genres and songs.

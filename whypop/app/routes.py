@@ -33,7 +33,7 @@ from whypop.app.data import NPZ_LOCK, AppData
 from whypop.app.figures import genre_colors
 from whypop.errors import NotFound, WhypopError
 from whypop.ids import parse_id
-from whypop.results import load_mask
+from whypop.extraction_files import load_mask
 
 log = logging.getLogger(__name__)
 

@@ -60,6 +60,8 @@ def make_song(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "make_song", None):
+        return make_song(args)
     from pipelines import demo  # the stages load torch
 
     if getattr(args, "make_song", None):

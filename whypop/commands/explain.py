@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from whypop.cli import ProgressBars
 from whypop.errors import InputError
 from whypop.store import RunStore
 
@@ -27,28 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
 
 
-def _bars():
-    try:
-        from whypop.cli import ProgressBars  # the event renderer of the command line
-    except ImportError:  # pragma: no cover - an older cli module
-        return None
-    return ProgressBars()
-
-
 def main(args: argparse.Namespace) -> int:
-    import contextlib
-
-    import pipelines.explain
+    import pipelines.explain  # the stage loads torch
 
     if not args.songs and not args.track:
         raise InputError("nothing to explain: give song files, or --track ID for a track of the run")
     store = RunStore(args.run)
-    bars = _bars()
-    with bars if bars is not None else contextlib.nullcontext():
-        result = pipelines.explain.run(
-            None, store, bars if bars is not None else pipelines.explain.null_progress, songs=args.songs,
-            track_ids=args.track, extraction_id=args.extraction, out=args.out, device=args.device,
-        )
+    with ProgressBars() as bars:
+        result = pipelines.explain.run(None, store, bars, songs=args.songs, track_ids=args.track,
+                                       extraction_id=args.extraction, out=args.out, device=args.device)
     for e in result.explanations:
         if args.json:
             print(json.dumps(e.to_dict()))
