@@ -46,6 +46,7 @@ from typing import Callable
 
 import numpy as np
 
+from whypop.ace.planning import SPLITS
 from whypop.config import Config
 from whypop.errors import Cancelled, InputError, StoreError
 from whypop.store import RunStore
@@ -53,8 +54,7 @@ from whypop.store import RunStore
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-SPLITS = {"heldout": ("validation", "test"), "training": ("training",), "all": ("training", "validation", "test")}
-DARK_FLAGS = ("augmentation-band", "silence")
+DARK_FLAGS = ("above-nyquist", "padding", "augmentation-band", "silence")  # not music: never the top concept
 ARTEFACT_OVERLAP = 0.5  # a concept sits on the planted artefact when half its patch pixels do
 RELIANCE_DROP = 0.5  # the model relies on a planted signature when hiding it costs this much probability
 
@@ -70,19 +70,24 @@ class Plan:
     pool: list[str]  # random pool
     sets: list[list[str]]  # R + 1 random sets of track ids
     training: list[str]  # training tracks (for the fill value)
+    images_plan: object = None  # whypop.ace.planning.ImagePlan
+    audio: object = None  # the run's AudioConfig (the geometry of its spectrograms)
+    tracks: dict = dataclasses.field(default_factory=dict)  # track id -> Track (sample rate, duration)
+
+    def describe(self) -> str:
+        """The one line saying what the extraction uses and what it means."""
+        from whypop.ace.planning import required_score_songs
+
+        ex = self.cfg.extract
+        return self.images_plan.describe(self.genres, required_score_songs(ex.significance, ex.min_score_songs))
 
 
 # -- planning and validation (writes nothing) ---------------------------------------------
 
 
-def _order(ids: list[str], seed: int, salt: str) -> list[str]:
-    rng = np.random.default_rng([seed, zlib.crc32(salt.encode())])
-    ids = sorted(ids)
-    return [ids[i] for i in rng.permutation(len(ids))]
-
-
 def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = None) -> Plan:
     """Check the inputs and choose every image; raises a WhypopError, writes nothing."""
+    from whypop.ace.planning import Request, plan_images
     from whypop.model import get_layer, load_current
 
     ex = cfg.extract
@@ -100,34 +105,7 @@ def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = Non
     tracks = [t for t in store.tracks(status="ok") if t.genre in set(model_genres)]
     if not tracks:
         raise StoreError(f"run {store.root} has no prepared spectrograms")
-    image_splits, random_splits = SPLITS[ex.image_split], SPLITS[ex.random_split]
-    need = ex.discovery_images + ex.score_images
-    images: dict[str, tuple[list[str], list[str]]] = {}
-    used: set[str] = set()
-    for g in model_genres:  # every genre, so the random pool does not depend on --genres
-        ids = _order([t.track_id for t in tracks if t.genre == g and t.split in image_splits], ex.seed, g)
-        if g in wanted and len(ids) < need:
-            raise InputError(
-                f"genre {g} has {len(ids)} prepared {'/'.join(image_splits)} spectrograms, but "
-                f"extract.discovery_images + extract.score_images = {ex.discovery_images} + {ex.score_images} "
-                f"= {need} are needed: lower them or change extract.image_split"
-            )
-        chosen = ids[:need]
-        images[g] = (chosen[: ex.discovery_images], chosen[ex.discovery_images : need])
-        used.update(chosen)
-    pool = sorted(t.track_id for t in tracks if t.split in random_splits and t.track_id not in used)
-    if len(pool) < 2 * ex.random_set_size:
-        raise InputError(
-            f"the random pool ({'/'.join(random_splits)} tracks of every genre, minus discovery and score "
-            f"images) holds {len(pool)} spectrograms; 2 x extract.random_set_size = {2 * ex.random_set_size} "
-            f"are needed (the null set is disjoint from the experiment sets): lower it or change "
-            f"extract.random_split"
-        )
-    rng = np.random.default_rng([ex.seed, zlib.crc32(b"random sets")])
-    null = [int(i) for i in rng.choice(len(pool), ex.random_set_size, replace=False)]
-    rest = np.setdiff1d(np.arange(len(pool)), null)
-    sets = [[pool[i] for i in null]] + [[pool[i] for i in rng.choice(rest, ex.random_set_size, replace=False)]
-                                        for _ in range(ex.random_experiments)]
+    images = plan_images(tracks, model_genres, Request.from_config(ex), wanted)
     size = _image_size(store, tracks[0].track_id)
     if size != loaded.image_size:
         raise InputError(
@@ -135,7 +113,10 @@ def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = Non
             f"prepare the run with audio.image_size = {loaded.image_size}"
         )
     training = sorted(t.track_id for t in tracks if t.split == "training") or sorted(t.track_id for t in tracks)
-    return Plan(cfg, loaded, wanted, {g: images[g] for g in wanted}, pool, sets, training)
+    stored = store.stored_config()
+    return Plan(cfg, loaded, wanted, {g: (images.genres[g].discovery, images.genres[g].score) for g in wanted},
+                images.pool, images.sets, training, images, stored.audio if stored is not None else cfg.audio,
+                {t.track_id: t for t in tracks})
 
 
 def _image_size(store: RunStore, track_id: str) -> int:
@@ -199,6 +180,7 @@ def run(
     """Extract concepts for every genre (or ``genres``); returns the new extraction id."""
     start = time.perf_counter()
     plan = plan_extraction(cfg, store, genres)
+    log.info("%s", plan.describe())
     params = {"extract": dataclasses.asdict(cfg.extract), "summary": dataclasses.asdict(cfg.summary),
               "genres": plan.genres, "model_id": plan.loaded.model_id}
     extraction_id, partial = store.begin_extraction(params, code_version(), plan.loaded.model_id, job_id)
@@ -240,7 +222,8 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
     timings["load"] = time.perf_counter() - t
     if ex.random_kind == "patches":
         t = time.perf_counter()
-        random_images = random_patches(random_images, unique, ex, fill, loaded.image_size, progress, check)
+        random_images = random_patches(random_images, unique, ex, fill, loaded.image_size, progress, check,
+                                       _empty_maps(plan, unique) if ex.skip_empty else None)
         timings["segment"] = time.perf_counter() - t
     random = RandomSets(unique, random_images, [np.array([position[tid] for tid in s]) for s in plan.sets])
     extractor.fit_random(random)
@@ -251,7 +234,7 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
         discovery_ids, score_ids = plan.images[g]
         images = GenreImages(
             g, loaded.genres.index(g), discovery_ids, _load(store, discovery_ids, f"{g}: loading", progress, check),
-            score_ids, _load(store, score_ids, None, None, check),
+            score_ids, _load(store, score_ids, None, None, check), _empty_maps(plan, discovery_ids),
         )
         timings["load"] += time.perf_counter() - t
         result = extractor.fit_genre(images)
@@ -276,12 +259,27 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
     return concepts, patches, {k: round(v, 3) for k, v in timings.items()}, summary
 
 
+def _empty_maps(plan: Plan, track_ids: list[str]) -> np.ndarray:
+    """(N, H, W) uint8 maps of the regions each track's geometry knows to be empty (see whypop.audio)."""
+    from whypop.audio import empty_regions
+
+    audio = plan.audio
+    out = np.zeros((len(track_ids), audio.image_size, audio.image_size), np.uint8)
+    for i, tid in enumerate(track_ids):
+        t = plan.tracks.get(tid)
+        if t is not None:
+            out[i] = empty_regions(t.sample_rate, t.duration, audio)
+    return out
+
+
 def random_patches(images: np.ndarray, track_ids: list[str], ex, fill: float, size: int,
-                   progress: Progress | None = None, check: Callable[[], None] = lambda: None) -> np.ndarray:
+                   progress: Progress | None = None, check: Callable[[], None] = lambda: None,
+                   empty: np.ndarray | None = None) -> np.ndarray:
     """One random segment of each random spectrogram, made into a patch like the discovery ones.
 
     The segment is chosen by a generator seeded with ``extract.seed`` and the track id,
-    so a track contributes the same patch to every set and every extraction.
+    so a track contributes the same patch to every set and every extraction. With
+    ``empty`` (maps as :func:`whypop.audio.empty_regions`), only where they are 0.
     """
     from whypop.ace.patches import make_patches
     from whypop.ace.segment import random_segment
@@ -291,7 +289,8 @@ def random_patches(images: np.ndarray, track_ids: list[str], ex, fill: float, si
         if i % 16 == 0:
             check()
         rng = np.random.default_rng([ex.seed, zlib.crc32(tid.encode())])
-        mask = random_segment(image, ex.segments, rng, ex.compactness, ex.sigma)
+        valid = None if empty is None else empty[i] == 0
+        mask = random_segment(image, ex.segments, rng, ex.compactness, ex.sigma, valid=valid)
         out[i] = make_patches(image, mask[None], fill, ex.patch_mode, size)[0]
         if progress and (i + 1 == len(images) or i % 16 == 0):
             progress("random sets: patches", i + 1, len(images))
@@ -337,9 +336,25 @@ class _Writer:
                 boxes[r.kind].append(box_to_pixels(r.t0, r.t1, r.f0, r.f1, self.audio))
         return region_mask(shape, boxes["signature"]), region_mask(shape, boxes["artefact"])
 
+    def _geometry(self, track_ids: list[str]) -> tuple[float | None, str | None]:
+        """(the lowest source Nyquist in Hz below the mel range's top, the songs' end) of these tracks."""
+        from whypop.audio import fmax_hz
+
+        tracks = [self.plan.tracks[t] for t in track_ids if t in self.plan.tracks]
+        rates = [t.sample_rate for t in tracks if t.sample_rate]
+        nyquist = min(rates) / 2 if rates and min(rates) / 2 < fmax_hz(self.audio) else None
+        short = [t.duration for t in tracks if t.duration and t.duration < self.audio.duration]
+        song_end = None
+        if short and self.audio.pad == "silence":
+            lo, hi = min(short), max(short)
+            when = f"{lo:.0f} s" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f} s"
+            song_end = f"the songs end at {when} of the {self.audio.duration:g} s window"
+        return nyquist, song_end
+
     def add_genre(self, result, images) -> None:
         from whypop.ace import flags, stats
         from whypop.ace.patches import mask_bbox
+        from whypop.ace.planning import required_score_songs
         from whypop.ace.planted import mask_overlap
         from whypop.audio import encode_png
         from whypop.results import save_masks
@@ -352,11 +367,16 @@ class _Writer:
         art_overlap = [None if r[1] is None else mask_overlap(m, r[1]) for m, r in zip(result.masks, regions)]
         planted = any(r[0] is not None for r in regions)
         description = stats.threshold(len(result.concepts), self.ex.significance, self.ex.correction)
+        nyquist, song_end = self._geometry(images.discovery_ids)
+        min_songs = required_score_songs(self.ex.significance, self.ex.min_score_songs)
+        if len(images.score_ids) < min_songs:
+            description = (f"TCAV from {len(images.score_ids)} score songs; at least {min_songs} are needed for "
+                           f"any outcome to be significant at {self.ex.significance:g}")
         first = len(self.concepts)
         for ci, c in enumerate(result.concepts):
             cid = first + ci
             flag_list = []
-            dark = flags.darkness_flag(result.darkness[ci], self.ex.black_share)
+            dark = flags.darkness_flag(result.darkness[ci], self.ex.black_share, nyquist, song_end)
             if dark:
                 flag_list.append(dark)
             if not result.significant[ci]:
@@ -384,6 +404,8 @@ class _Writer:
             })
             self.extra.append({
                 "black_share": result.darkness[ci].black_share, "band_share": result.darkness[ci].band_share,
+                "nyquist_share": result.darkness[ci].nyquist_share,
+                "padding_share": result.darkness[ci].padding_share,
                 "signature_overlap": float(np.mean(sig_vals)) if sig_vals else None,
                 "artefact_overlap": float(np.mean(art_vals)) if art_vals else None,
                 "cav_accuracy": float(result.accuracy[ci]), "n_images": int(c.n_images),
@@ -398,6 +420,8 @@ class _Writer:
         self.genres[g] = {
             "discovery": list(images.discovery_ids), "score": list(images.score_ids),
             "n_patches": int(len(result.patch_image)), "n_concepts": len(result.concepts),
+            "score_songs": len(images.score_ids), "discovery_songs": len(images.discovery_ids),
+            "min_score_songs": min_songs,
             "n_significant": int(np.sum(result.significant)), "chance": chance,
             "null_mean": float(result.null.mean()), "null_cav_accuracy": result.null_accuracy,
             "_planted": planted, "_first": first,
@@ -420,6 +444,7 @@ class _Writer:
 
     def finish(self, random) -> tuple[list[dict], list[dict], dict]:
         from whypop.ace import flags
+        from whypop.ace.planning import required_score_songs
         from whypop.ace.summary import concept_map
         from whypop.results import save_arrays
 
@@ -469,13 +494,13 @@ class _Writer:
             "genres": genres,
             "random": {
                 "kind": self.ex.random_kind,
-                "protocol": f"{R + 1} sets of {self.ex.random_set_size} spectrograms drawn without replacement "
+                "protocol": f"{R + 1} sets of {self.plan.images_plan.set_size} spectrograms drawn without replacement "
                             f"from the {'/'.join(SPLITS[self.ex.random_split])} tracks of every genre minus all "
                             f"discovery and score images ({len(self.plan.pool)} in the pool); set 0 is the null "
                             f"concept, disjoint from sets 1..{R}, the experiments; the same sets for every genre"
                             + ("; each spectrogram enters as one random segment of it, made into a patch like "
                                "the discovery patches" if self.ex.random_kind == "patches" else ""),
-                "pool": len(self.plan.pool), "experiments": R, "set_size": self.ex.random_set_size,
+                "pool": len(self.plan.pool), "experiments": R, "set_size": self.plan.images_plan.set_size,
                 "sets": [list(s) for s in self.plan.sets],
             },
             "significance": {
@@ -484,6 +509,19 @@ class _Writer:
                 "alpha": self.ex.significance, "correction": self.ex.correction, "family": "the concepts of a genre",
             },
             "artefact": self._artefact(),
+            "plan": {
+                "line": self.plan.describe(), "scaled": self.plan.images_plan.scaled,
+                "requested": {"discovery_images": self.ex.discovery_images, "score_images": self.ex.score_images,
+                              "random_set_size": self.ex.random_set_size},
+                "used": {"random_set_size": self.plan.images_plan.set_size,
+                         "score_songs": {g: len(v["score"]) for g, v in self.genres.items()},
+                         "discovery_songs": {g: len(v["discovery"]) for g, v in self.genres.items()}},
+                "reserved_for_pool": self.plan.images_plan.reserved,
+                "min_score_songs": required_score_songs(self.ex.significance, self.ex.min_score_songs),
+                "rule": "significance is reported only for genres whose TCAV scores rest on at least "
+                        "min_score_songs score songs: below that, no outcome of the songs can reach the level "
+                        "(two-sided sign test, 2 x 0.5^n > alpha)",
+            },
             "concepts": [
                 {"concept_id": c["concept_id"], **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()}}
                 for c, e in zip(self.concepts, self.extra)
@@ -500,6 +538,7 @@ class _Writer:
             if dark:
                 flagged.append({"concept_id": c["concept_id"], "genre": c["genre"], "flag": dark[0],
                                 "black_share": round(e["black_share"], 4), "band_share": round(e["band_share"], 4),
+                                "empty_share": round(e["nyquist_share"] + e["padding_share"], 4),
                                 "tcav_mean": c["tcav_mean"], "significant": c["significant"],
                                 "planted_overlap": None if e["artefact_overlap"] is None else round(e["artefact_overlap"], 4)})
             if e["artefact_overlap"] is not None and e["artefact_overlap"] >= ARTEFACT_OVERLAP:
@@ -508,8 +547,11 @@ class _Writer:
                                    "black_share": round(e["black_share"], 4), "flagged": bool(dark)})
         planted = any(e["artefact_overlap"] is not None for e in self.extra)  # the run has ground truth
         return {
-            "rule": f"flagged when at least {self.ex.black_share:.0%} of the concept's patch pixels are black "
+            "rule": f"flagged above-nyquist or padding when at least {self.ex.black_share:.0%} of the concept's "
+                    f"patch pixels lie where the tracks' sample rate and duration say the image is empty; else "
+                    f"augmentation-band or silence when at least {self.ex.black_share:.0%} are black "
                     f"(<= {self.ex.black_level}/255)",
+            "skip_empty": self.ex.skip_empty,
             "flagged": flagged,
             # demo ground truth: concepts whose patches lie mostly (>= 50% of mask pixels) on planted
             # artefact boxes; a zeroed low-frequency band may not be black in the image, so not all are
@@ -584,6 +626,8 @@ def main(args: argparse.Namespace) -> int:
     ex = store.extraction(extraction_id)
     summary = ex["summary"]
     n = len(store.concepts(extraction_id))
+    if summary.get("plan"):
+        print(summary["plan"]["line"])
     print(f"extraction {extraction_id} complete in {ex['timings']['total']:.1f} s: {n} concepts "
           f"(`whypop status --run {args.run}`)")
     for genre, g in summary["genres"].items():
@@ -592,6 +636,9 @@ def main(args: argparse.Namespace) -> int:
             line += f"; top concept overlaps planted signature {g['overlap']:.2f} (chance {g['chance']:.2f})"
         print(line)
     for f in summary["artefact"]["flagged"]:
-        print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: {f['black_share']:.0%} black")
+        where = {"above-nyquist": "above the source's Nyquist", "padding": "padding after the song ends"}
+        print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: "
+              + (f"{f.get('empty_share', 0):.0%} {where[f['flag']]}" if f['flag'] in where
+                 else f"{f['black_share']:.0%} black"))
     return 0
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from whypop.collection import CollectionSummary, summarize
 from whypop.config import Config
 from whypop.datasets import Collection, read_fma, read_folders
 from whypop.errors import ConfigError, InputError
@@ -143,9 +144,15 @@ def run(
     progress: Progress | None = None,
     retry_failed: bool = False,
 ) -> dict:
-    """Prepare every track of a collection; returns counts {ok, failed, skipped, new}."""
-    _check_same_settings(cfg, store, ("audio", "demo") if demo else ("audio",))
-    collection = collect(cfg, store, audio_dir, layout, metadata, demo=demo)
+    """Prepare every track of a collection; returns counts {ok, failed, skipped, new} and the
+    collection's summary {"collection": CollectionSummary.to_dict()} (its warnings name fixes)."""
+    if cfg.audio.fmax == "auto" and not demo:  # the mel range follows the sources: read their rates first
+        collection = collect(cfg, store, audio_dir, layout, metadata)
+        cfg = resolve_fmax(cfg, collection)
+        _check_same_settings(cfg, store, ("audio",))
+    else:
+        _check_same_settings(cfg, store, ("audio", "demo") if demo else ("audio",))
+        collection = collect(cfg, store, audio_dir, layout, metadata, demo=demo)
     previous_root = store.audio_root
     if previous_root is not None and previous_root != collection.audio_root:
         raise InputError(
@@ -178,11 +185,32 @@ def run(
         counts["new" if result.error is None else "failed"] += 1
         if progress:
             progress(i, total)
-    counts["ok"] = len(store.tracks(status="ok"))
+    ok = store.tracks(status="ok")
+    counts["ok"] = len(ok)
     counts["failed_total"] = len(store.tracks(status="failed"))
     if counts["ok"] == 0:
         raise InputError(f"nothing usable in {collection.audio_root}: every track failed (see `whypop status`)")
+    summary = summarize(ok, cfg.audio, cfg.dataset.split, fixed_split=demo or layout == "fma")
+    store.set_meta("collection", summary.to_dict())
+    for w in summary.warnings:
+        log.info("collection: %s", w)
+    counts["collection"] = summary.to_dict()
     return counts
+
+
+def resolve_fmax(cfg: Config, collection: Collection) -> Config:
+    """``audio.fmax = "auto"`` -> the common Nyquist of the sources (the lowest), in Hz, at most the target's."""
+    import soundfile as sf
+
+    rates = []
+    for t in collection.tracks:
+        try:
+            rates.append(int(sf.info(str(collection.audio_root / t.source)).samplerate))
+        except Exception:  # unreadable: preparation records why
+            continue
+    top = cfg.audio.sample_rate / 2
+    fmax = min([top] + [r / 2 for r in rates])
+    return cfg.replace(audio={"fmax": float(fmax)})
 
 
 def _check_same_settings(cfg: Config, store: RunStore, sections: tuple[str, ...]) -> None:
@@ -262,4 +290,8 @@ def main(args: argparse.Namespace) -> int:
                      retry_failed=args.retry_failed)
     print(f"prepared {counts['new']} new, skipped {counts['skipped']} already done, {counts['failed']} failed now; "
           f"{counts['ok']} usable, {counts['failed_total']} failed in all (`whypop status --run {args.run}`)")
+    summary = CollectionSummary.from_dict(counts["collection"])
+    print("\n".join(summary.lines()))
+    for w in summary.warnings:
+        print(f"warning: {w}")
     return 0

@@ -108,6 +108,13 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(samples, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
 
+def repeat_to(samples: np.ndarray, n: int) -> np.ndarray:
+    """Loop a clip shorter than ``n`` samples until it fills them (``audio.pad = "repeat"``)."""
+    if samples.shape[0] >= n or samples.shape[0] == 0:
+        return samples
+    return np.resize(np.asarray(samples, dtype=np.float32), n)
+
+
 def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
     """Pad with silence or keep the first ``n`` samples."""
     if samples.shape[0] >= n:
@@ -117,13 +124,30 @@ def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def fmax_hz(cfg: AudioConfig) -> float:
+    """The top of the mel range in Hz: ``audio.fmax``, or the Nyquist frequency of ``audio.sample_rate``.
+
+    ``"auto"`` is resolved by preparation (to the sources' common Nyquist) and stored as a
+    number in the run's configuration; unresolved, it means the Nyquist frequency.
+    """
+    if isinstance(cfg.fmax, str):
+        return cfg.sample_rate / 2
+    return min(float(cfg.fmax), cfg.sample_rate / 2)
+
+
 @functools.lru_cache(maxsize=8)
-def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney mel filterbank (torchaudio's), as a dense (bins, n_mels) matrix."""
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float | None = None) -> np.ndarray:
+    """Slaney mel filterbank (torchaudio's) from 0 Hz to ``fmax`` (default Nyquist), dense (bins, n_mels)."""
     import torchaudio.functional as AF
 
-    fb = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
+    top = sample_rate / 2 if fmax is None else float(fmax)
+    fb = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, top, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
     return np.ascontiguousarray(fb.numpy(), dtype=np.float32)
+
+
+def _filters(cfg: AudioConfig) -> np.ndarray:
+    top = fmax_hz(cfg)
+    return _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels, None if top >= cfg.sample_rate / 2 else top)
 
 
 # -- the STFT and mel core ----------------------------------------------------------------
@@ -214,7 +238,7 @@ def _native_factor(sr: int, cfg: AudioConfig) -> int:
 
 @functools.lru_cache(maxsize=16)
 def _grid(sr: int, cfg: AudioConfig) -> _Grid:
-    fb = _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
+    fb = _filters(cfg)
     k = _native_factor(sr, cfg)
     if k == 1:
         return _Grid(cfg.sample_rate, cfg.n_fft, cfg.hop_length, _Bands.of(fb), cfg.n_mels)
@@ -555,9 +579,12 @@ def spectrogram_from_samples(samples: np.ndarray, sr: int, cfg: AudioConfig) -> 
     """Mono samples at any rate -> the uint8 spectrogram image.
 
     Resample to cfg.sample_rate (or stay native, see the note above), keep the first
-    cfg.duration seconds or pad with silence, mel power, dB, resize.
+    cfg.duration seconds or pad (with silence, or with ``audio.pad = "repeat"`` by
+    looping the clip), mel power, dB, resize.
     """
     grid = _grid(int(sr), cfg)
+    if cfg.pad == "repeat":
+        samples = repeat_to(samples, int(math.ceil(cfg.duration * sr)))
     if grid.rate != sr:
         samples = resample(samples, sr, grid.rate)
     n_target = int(round(cfg.duration * cfg.sample_rate))
@@ -607,14 +634,66 @@ def box_to_pixels(t0: float, t1: float, f0: float, f1: float, cfg: AudioConfig) 
     the Nyquist frequency, with low frequencies at the bottom of the image.
     """
     size = cfg.image_size
-    top = float(hz_to_mel(cfg.sample_rate / 2))
+    nyquist = fmax_hz(cfg)
+    top = float(hz_to_mel(nyquist))
     x0 = int(np.floor(np.clip(t0 / cfg.duration, 0, 1) * size))
     x1 = int(np.ceil(np.clip(t1 / cfg.duration, 0, 1) * size))
     m0 = float(hz_to_mel(max(f0, 0.0))) / top
-    m1 = float(hz_to_mel(min(f1, cfg.sample_rate / 2))) / top
+    m1 = float(hz_to_mel(min(f1, nyquist))) / top
     y0 = int(np.floor((1 - min(m1, 1.0)) * size))
     y1 = int(np.ceil((1 - max(m0, 0.0)) * size))
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
+# -- regions known to be empty: above the source's Nyquist, padding after the song ends ----
+#
+# Exact for the image pipeline above: a mel band is empty when none of its filter weights
+# falls on an FFT bin below the source's Nyquist frequency; an STFT frame is silent when
+# its window starts after the last sample (silence padding only); an image row (column)
+# is empty when every band (frame) its bilinear resize reads is.
+
+
+@functools.lru_cache(maxsize=64)
+def empty_top_rows(source_rate: int, cfg: AudioConfig) -> int:
+    """How many image rows, from the top, lie wholly above the source's Nyquist frequency."""
+    nyquist = float(source_rate) / 2
+    if nyquist >= fmax_hz(cfg):
+        return 0
+    fb = _filters(cfg)  # (bins, n_mels), low band first
+    freqs = np.arange(fb.shape[0]) * cfg.sample_rate / cfg.n_fft
+    live = fb[freqs < nyquist].any(axis=0)[::-1]  # image order: highest band first
+    lead = int(np.argmax(live)) if live.any() else len(live)
+    reads = _bilinear(cfg.n_mels, cfg.image_size) != 0  # (size, n_mels)
+    empty = ~reads[:, lead:].any(axis=1)
+    return int(np.argmin(empty)) if not empty.all() else cfg.image_size
+
+
+@functools.lru_cache(maxsize=256)
+def first_padding_column(duration: float, cfg: AudioConfig) -> int:
+    """The first image column wholly after the song ends (``image_size`` when none is)."""
+    if cfg.pad != "silence" or duration >= cfg.duration:
+        return cfg.image_size
+    length = int(round(duration * cfg.sample_rate))
+    frames = 1 + int(round(cfg.duration * cfg.sample_rate)) // cfg.hop_length
+    silent = np.arange(frames) * cfg.hop_length - cfg.n_fft // 2 >= length  # the window starts after the audio
+    reads = _bilinear(frames, cfg.image_size) != 0  # (size, frames)
+    empty = ~(reads & ~silent[None, :]).any(axis=1)
+    live = np.flatnonzero(~empty)
+    return int(live[-1]) + 1 if live.size else 0
+
+
+ABOVE_NYQUIST, PADDING = 1, 2  # bits of an empty-region map
+
+
+def empty_regions(source_rate: int | None, duration: float | None, cfg: AudioConfig) -> np.ndarray:
+    """uint8 (size, size): bit 1 above the source's Nyquist, bit 2 padding after the song ends."""
+    size = cfg.image_size
+    out = np.zeros((size, size), dtype=np.uint8)
+    if source_rate:
+        out[: empty_top_rows(int(source_rate), cfg)] |= ABOVE_NYQUIST
+    if duration:
+        out[:, first_padding_column(float(duration), cfg) :] |= PADDING
+    return out
 
 
 def pixel_to_seconds(x: float, cfg: AudioConfig) -> float:
