@@ -217,3 +217,22 @@ def test_min_score_songs_rule():
     assert min_score_songs(0.01) == 8 and min_score_songs(0.05) == 6
     assert required_score_songs(0.01, -1) == 8 and required_score_songs(0.01, 0) == 0
     assert required_score_songs(0.01, 3) == 3
+
+
+def test_dashboard_shows_score_songs_and_song_end():
+    from whypop.app import figures
+    from whypop.app.data import Concept, ExtractionView
+
+    c = Concept(concept_id=1, genre="blues", name="blues concept 1", tcav_mean=0.9, tcav_std=0.05, p_value=0.001,
+                significant=False, flags=(), cluster=0, x=0.0, y=0.0, n_patches=5)
+    view = ExtractionView(1, ("blues",), (c,), {}, 0.5, {0: (0.0, 0.0)}, {}, {}, "layer2.1", 0.0, 1,
+                          score_songs={"blues": 3}, min_score_songs=8, plan_line="TCAV from 3 songs per genre")
+    fig = figures.importance_figure(view, {"blues": "#000"})
+    assert "3 songs" in fig.layout.xaxis.ticktext[0]
+    assert "TCAV from 3 songs" in fig.layout.annotations[0].text
+    song = figures.song_figure("x.png", [], AudioConfig(), (224, 224), song_seconds=17.0)
+    end = [s for s in song.layout.shapes if s.name == "after-end"]
+    assert end and end[0].x0 == 17.0 and end[0].x1 == 30.0
+    assert "silence padding" in song.layout.annotations[0].text
+    narrow = figures.song_figure("x.png", [], AudioConfig(fmax=11025.0), (224, 224))
+    assert "16k" not in narrow.layout.yaxis.ticktext and "8k" in narrow.layout.yaxis.ticktext
