@@ -261,7 +261,7 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
 
 def _empty_maps(plan: Plan, track_ids: list[str]) -> np.ndarray:
     """(N, H, W) uint8 maps of the regions each track's geometry knows to be empty (see whypop.audio)."""
-    from whypop.audio import empty_regions
+    from whypop.geometry import empty_regions
 
     audio = plan.audio
     out = np.zeros((len(track_ids), audio.image_size, audio.image_size), np.uint8)
@@ -279,7 +279,7 @@ def random_patches(images: np.ndarray, track_ids: list[str], ex, fill: float, si
 
     The segment is chosen by a generator seeded with ``extract.seed`` and the track id,
     so a track contributes the same patch to every set and every extraction. With
-    ``empty`` (maps as :func:`whypop.audio.empty_regions`), only where they are 0.
+    ``empty`` (maps as :func:`whypop.geometry.empty_regions`), only where they are 0.
     """
     from whypop.ace.patches import make_patches
     from whypop.ace.segment import random_segment
@@ -325,7 +325,7 @@ class _Writer:
 
     def _regions(self, track_id: str, shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
         from whypop.ace.planted import region_mask
-        from whypop.audio import box_to_pixels
+        from whypop.geometry import box_to_pixels
 
         planted = self.store.planted(track_id)
         if not planted:
@@ -338,7 +338,7 @@ class _Writer:
 
     def _geometry(self, track_ids: list[str]) -> tuple[float | None, str | None]:
         """(the lowest source Nyquist in Hz below the mel range's top, the songs' end) of these tracks."""
-        from whypop.audio import fmax_hz
+        from whypop.geometry import fmax_hz
 
         tracks = [self.plan.tracks[t] for t in track_ids if t in self.plan.tracks]
         rates = [t.sample_rate for t in tracks if t.sample_rate]

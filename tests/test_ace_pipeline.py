@@ -31,7 +31,7 @@ def _config(**extract):
 
 
 def _spectrogram(genre: str, index: int, cfg) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    from whypop.audio import box_to_pixels
+    from whypop.geometry import box_to_pixels
 
     rng = np.random.default_rng([GENRES.index(genre), index])
     img = np.clip(rng.normal(110, 15, (SIZE, SIZE)), 0, 255)

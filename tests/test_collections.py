@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from collection_builder import build_collection
-from whypop import audio
+from whypop import audio, geometry
 from whypop.ace import flags
 from whypop.ace.planning import MIN_SCORE, Request, min_score_songs, plan_images, required_score_songs
 from whypop.ace.segment import segment_masks
@@ -99,9 +99,9 @@ def test_pad_repeat_fills_the_window(short_collection):
     path = next((short_collection / "blues").iterdir())
     silent, decoded = audio.spectrogram_image(path, AudioConfig())
     repeated, _ = audio.spectrogram_image(path, AudioConfig(pad="repeat"))
-    end = audio.first_padding_column(decoded.duration, AudioConfig())
+    end = geometry.first_padding_column(decoded.duration, AudioConfig())
     assert silent[:, end:].max() == 0 and repeated[:, end:].mean() > 20
-    assert audio.first_padding_column(decoded.duration, AudioConfig(pad="repeat")) == 224
+    assert geometry.first_padding_column(decoded.duration, AudioConfig(pad="repeat")) == 224
     with pytest.raises(ConfigError, match="audio.pad"):
         load_config(overrides={"audio.pad": "loop"})
     with pytest.raises(ConfigError, match="audio.fmax"):
@@ -113,9 +113,9 @@ def test_empty_regions_match_the_images(prepared):
     cfg = store.stored_config().audio
     for t in store.tracks(status="ok")[:4]:
         img = store.load_spectrogram(t.track_id)
-        regions = audio.empty_regions(t.sample_rate, t.duration, cfg)
+        regions = geometry.empty_regions(t.sample_rate, t.duration, cfg)
         assert img[regions > 0].max() == 0  # every pixel said to be empty is black
-        rows, col = audio.empty_top_rows(t.sample_rate, cfg), audio.first_padding_column(t.duration, cfg)
+        rows, col = geometry.empty_top_rows(t.sample_rate, cfg), geometry.first_padding_column(t.duration, cfg)
         assert img[rows : rows + 20, :col].max() > 0 and img[rows:, col - 3 : col].max() > 0  # music just beside
 
 
@@ -137,8 +137,8 @@ def test_flag_cause_comes_from_geometry_not_darkness(prepared):
     cfg = store.stored_config().audio
     t = store.tracks(status="ok")[0]
     img = store.load_spectrogram(t.track_id)
-    regions = audio.empty_regions(t.sample_rate, t.duration, cfg)
-    rows, col = audio.empty_top_rows(t.sample_rate, cfg), audio.first_padding_column(t.duration, cfg)
+    regions = geometry.empty_regions(t.sample_rate, t.duration, cfg)
+    rows, col = geometry.empty_top_rows(t.sample_rate, cfg), geometry.first_padding_column(t.duration, cfg)
     black, banded = flags.band_map(img, 16)
     for mask, expected in (
         (np.s_[rows + 5 :, col + 5 :], "padding"),
@@ -156,7 +156,7 @@ def test_skip_empty_keeps_segments_off_empty_regions(prepared):
     cfg = store.stored_config().audio
     t = store.tracks(status="ok")[0]
     img = store.load_spectrogram(t.track_id)
-    regions = audio.empty_regions(t.sample_rate, t.duration, cfg)
+    regions = geometry.empty_regions(t.sample_rate, t.duration, cfg)
     everywhere = segment_masks(img, (10, 15, 25))
     share = [(m & (regions > 0)).sum() / m.sum() for m in everywhere]
     assert max(share) > 0.5  # without it, segments sit in the padding / above Nyquist

@@ -26,6 +26,7 @@ import numpy as np
 
 from whypop.config import AudioConfig
 from whypop.errors import InputError
+from whypop.geometry import fmax_hz
 
 if TYPE_CHECKING:
     import torch
@@ -122,17 +123,6 @@ def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
     out = np.zeros(n, dtype=np.float32)
     out[: samples.shape[0]] = samples
     return out
-
-
-def fmax_hz(cfg: AudioConfig) -> float:
-    """The top of the mel range in Hz: ``audio.fmax``, or the Nyquist frequency of ``audio.sample_rate``.
-
-    ``"auto"`` is resolved by preparation (to the sources' common Nyquist) and stored as a
-    number in the run's configuration; unresolved, it means the Nyquist frequency.
-    """
-    if isinstance(cfg.fmax, str):
-        return cfg.sample_rate / 2
-    return min(float(cfg.fmax), cfg.sample_rate / 2)
 
 
 @functools.lru_cache(maxsize=8)
@@ -613,92 +603,6 @@ def encode_png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image, mode="L").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
-
-
-# -- coordinates: seconds and Hz <-> image pixels -----------------------------------------
-
-
-def hz_to_mel(hz: float | np.ndarray) -> float | np.ndarray:
-    """Slaney mel scale (as librosa and torchaudio's mel_scale='slaney')."""
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    mel = hz / f_sp
-    return np.where(hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-9) / min_log_hz) / logstep, mel)
-
-
-def box_to_pixels(t0: float, t1: float, f0: float, f1: float, cfg: AudioConfig) -> tuple[int, int, int, int]:
-    """A time-frequency box (seconds, Hz) -> pixel box (x0, y0, x1, y1), y0 at the top row.
-
-    Time maps linearly over the kept duration; frequency through the mel scale up to
-    the Nyquist frequency, with low frequencies at the bottom of the image.
-    """
-    size = cfg.image_size
-    nyquist = fmax_hz(cfg)
-    top = float(hz_to_mel(nyquist))
-    x0 = int(np.floor(np.clip(t0 / cfg.duration, 0, 1) * size))
-    x1 = int(np.ceil(np.clip(t1 / cfg.duration, 0, 1) * size))
-    m0 = float(hz_to_mel(max(f0, 0.0))) / top
-    m1 = float(hz_to_mel(min(f1, nyquist))) / top
-    y0 = int(np.floor((1 - min(m1, 1.0)) * size))
-    y1 = int(np.ceil((1 - max(m0, 0.0)) * size))
-    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
-
-
-# -- regions known to be empty: above the source's Nyquist, padding after the song ends ----
-#
-# Exact for the image pipeline above: a mel band is empty when none of its filter weights
-# falls on an FFT bin below the source's Nyquist frequency; an STFT frame is silent when
-# its window starts after the last sample (silence padding only); an image row (column)
-# is empty when every band (frame) its bilinear resize reads is.
-
-
-@functools.lru_cache(maxsize=64)
-def empty_top_rows(source_rate: int, cfg: AudioConfig) -> int:
-    """How many image rows, from the top, lie wholly above the source's Nyquist frequency."""
-    nyquist = float(source_rate) / 2
-    if nyquist >= fmax_hz(cfg):
-        return 0
-    fb = _filters(cfg)  # (bins, n_mels), low band first
-    freqs = np.arange(fb.shape[0]) * cfg.sample_rate / cfg.n_fft
-    live = fb[freqs < nyquist].any(axis=0)[::-1]  # image order: highest band first
-    lead = int(np.argmax(live)) if live.any() else len(live)
-    reads = _bilinear(cfg.n_mels, cfg.image_size) != 0  # (size, n_mels)
-    empty = ~reads[:, lead:].any(axis=1)
-    return int(np.argmin(empty)) if not empty.all() else cfg.image_size
-
-
-@functools.lru_cache(maxsize=256)
-def first_padding_column(duration: float, cfg: AudioConfig) -> int:
-    """The first image column wholly after the song ends (``image_size`` when none is)."""
-    if cfg.pad != "silence" or duration >= cfg.duration:
-        return cfg.image_size
-    length = int(round(duration * cfg.sample_rate))
-    frames = 1 + int(round(cfg.duration * cfg.sample_rate)) // cfg.hop_length
-    silent = np.arange(frames) * cfg.hop_length - cfg.n_fft // 2 >= length  # the window starts after the audio
-    reads = _bilinear(frames, cfg.image_size) != 0  # (size, frames)
-    empty = ~(reads & ~silent[None, :]).any(axis=1)
-    live = np.flatnonzero(~empty)
-    return int(live[-1]) + 1 if live.size else 0
-
-
-ABOVE_NYQUIST, PADDING = 1, 2  # bits of an empty-region map
-
-
-def empty_regions(source_rate: int | None, duration: float | None, cfg: AudioConfig) -> np.ndarray:
-    """uint8 (size, size): bit 1 above the source's Nyquist, bit 2 padding after the song ends."""
-    size = cfg.image_size
-    out = np.zeros((size, size), dtype=np.uint8)
-    if source_rate:
-        out[: empty_top_rows(int(source_rate), cfg)] |= ABOVE_NYQUIST
-    if duration:
-        out[:, first_padding_column(float(duration), cfg) :] |= PADDING
-    return out
-
-
-def pixel_to_seconds(x: float, cfg: AudioConfig) -> float:
-    """Image column -> seconds from the clip start."""
-    return float(x) / cfg.image_size * cfg.duration
 
 
 def _short(exc: BaseException) -> str:

@@ -94,7 +94,7 @@ def duration_bins(window: float) -> list[tuple[float, float, str]]:
 def summarize(tracks: Sequence[TrackRecord], audio: AudioConfig, split_shares: Sequence[float] | None = None,
               fixed_split: bool = False) -> CollectionSummary:
     """Count the tracks and check them (see :func:`check`)."""
-    from whypop.audio import empty_top_rows, first_padding_column, fmax_hz
+    from whypop.geometry import empty_top_rows, first_padding_column, fmax_hz
 
     rates = Counter(str(int(t.sample_rate)) for t in tracks if t.sample_rate)
     chans = Counter(str(int(t.channels)) for t in tracks if t.channels)

@@ -51,7 +51,7 @@ class GenreImages:
     discovery: np.ndarray
     score_ids: list[str]
     score: np.ndarray
-    discovery_empty: np.ndarray | None = None  # (N, H, W) uint8 empty-region maps (whypop.audio.empty_regions)
+    discovery_empty: np.ndarray | None = None  # (N, H, W) uint8 empty-region maps (whypop.geometry.empty_regions)
 
 
 @dataclass

@@ -4,7 +4,7 @@
   geometry says the image is empty: above the source's Nyquist frequency (a 22.05 kHz
   clip resampled to 44.1 kHz has nothing above 11.025 kHz), or after the song ends (a
   clip shorter than the window, padded with silence). The cause comes from each
-  track's sample rate and duration (:func:`whypop.audio.empty_regions`), not from
+  track's sample rate and duration (:func:`whypop.geometry.empty_regions`), not from
   pixel darkness.
 - ``augmentation-band`` / ``silence``: otherwise, the concept's patches are mostly
   black (in a spectrogram, value 0 is black: ``top_db`` or more below the clip's
@@ -27,7 +27,7 @@ import numpy as np
 BAND_FILL = 0.9  # a row or column is a band when this share of its pixels is black
 
 
-ABOVE_NYQUIST, PADDING = 1, 2  # bits of an empty-region map (as whypop.audio.empty_regions)
+ABOVE_NYQUIST, PADDING = 1, 2  # bits of an empty-region map (as whypop.geometry.empty_regions)
 EMPTY_FLAGS = ("above-nyquist", "padding")
 DARK_FLAGS = ("augmentation-band", "silence")
 

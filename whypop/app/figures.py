@@ -17,8 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from whypop.app.data import Concept, ExtractionView, Placement, SongFeatures
-from whypop.audio import fmax_hz, hz_to_mel
 from whypop.config import AudioConfig
+from whypop.geometry import fmax_hz, hz_to_mel
 
 # Colour-blind friendly qualitative palette (Okabe-Ito, then Tableau) for genres and songs.
 PALETTE = (
