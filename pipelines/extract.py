@@ -214,8 +214,10 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
     loaded = plan.loaded
     probe = LayerProbe(loaded.model, ex.layer, loaded.device, ex.batch_size)
     cache = ActivationCache(store.root / "cache" / "activations" if ex.cache else None)
+    # the training augmentation's widest band, plus the resize's blur either side
+    band_width = int(np.ceil(cfg.augment.max_band * loaded.image_size)) + 2
     extractor = ConceptExtractor(probe, ex, fill, loaded.image_size, cache, weights_digest(loaded.model),
-                                 progress, check, ex.render_patches)
+                                 progress, check, ex.render_patches, band_width)
     unique = sorted({tid for s in plan.sets for tid in s})
     position = {tid: i for i, tid in enumerate(unique)}
     random_images = _load(store, unique, "random sets: loading", progress, check)

@@ -236,3 +236,17 @@ def test_dashboard_shows_score_songs_and_song_end():
     assert "silence padding" in song.layout.annotations[0].text
     narrow = figures.song_figure("x.png", [], AudioConfig(fmax=11025.0), (224, 224))
     assert "16k" not in narrow.layout.yaxis.ticktext and "8k" in narrow.layout.yaxis.ticktext
+
+
+def test_wide_black_areas_are_silence_in_the_music_not_augmentation_bands():
+    img = np.full((64, 64), 120, np.uint8)
+    img[:, 10:15] = 0  # 5 columns: the width of an augmentation band
+    img[:, 30:60] = 0  # 30 columns: a quiet stretch of the song
+    black, banded = flags.band_map(img, 16, max_width=8)
+    narrow, wide = np.zeros(img.shape, bool), np.zeros(img.shape, bool)
+    narrow[:, 10:15] = True
+    wide[:, 35:55] = True
+    assert flags.darkness_flag(flags.darkness([flags.patch_darkness(black, banded, narrow)]), 0.5)["flag"] == "augmentation-band"
+    assert flags.darkness_flag(flags.darkness([flags.patch_darkness(black, banded, wide)]), 0.5)["flag"] == "silence"
+    _, any_width = flags.band_map(img, 16)
+    assert any_width[:, 35:55].all()  # without a width, every full black column is a band

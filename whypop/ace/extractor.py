@@ -105,6 +105,7 @@ class ConceptExtractor:
         progress: Progress | None = None,
         check: Callable[[], None] | None = None,
         render: int = 10,
+        band_width: int | None = None,
     ):
         self.probe = probe
         self.cfg = cfg
@@ -115,6 +116,7 @@ class ConceptExtractor:
         self.progress = progress
         self.check = check or (lambda: None)
         self.render = int(render)
+        self.band_width = band_width  # widest black band flagged as an augmentation band (pixels)
         self.timings_: dict[str, float] = {}
         self.random_: RandomSets | None = None
         self._random_acts: np.ndarray | None = None
@@ -257,7 +259,7 @@ class ConceptExtractor:
                                  device=str(self.probe.device))
 
     def _darkness(self, discovery, masks, patch_image, patch_segment, concepts, empty=None) -> list[flags.Darkness]:
-        maps = [flags.band_map(img, self.cfg.black_level) for img in discovery]
+        maps = [flags.band_map(img, self.cfg.black_level, self.band_width) for img in discovery]
         out = []
         for c in concepts:
             vals = []

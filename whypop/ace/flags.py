@@ -53,12 +53,29 @@ def patch_empty(regions: np.ndarray | None, mask: np.ndarray) -> tuple[float, fl
     return nyquist / area, padding / area
 
 
-def band_map(image: np.ndarray, black_level: int) -> tuple[np.ndarray, np.ndarray]:
-    """(black pixels, black pixels lying in full black rows or columns) of one image."""
+def band_map(image: np.ndarray, black_level: int, max_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(black pixels, black pixels lying in full black rows or columns) of one image.
+
+    With ``max_width``, only runs of at most that many consecutive black rows (columns)
+    count: the width of the training augmentation's bands. A wider black area is a
+    stretch of the song without energy there (silence in the music), not a band.
+    """
     black = np.asarray(image) <= black_level
-    rows = black.mean(axis=1) >= BAND_FILL
-    cols = black.mean(axis=0) >= BAND_FILL
+    rows = _narrow(black.mean(axis=1) >= BAND_FILL, max_width)
+    cols = _narrow(black.mean(axis=0) >= BAND_FILL, max_width)
     return black, black & (rows[:, None] | cols[None, :])
+
+
+def _narrow(flags_: np.ndarray, max_width: int | None) -> np.ndarray:
+    """Keep only the runs of True at most ``max_width`` long."""
+    if max_width is None or not flags_.any():
+        return flags_
+    out = flags_.copy()
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags_.astype(np.int8), [0]])))
+    for start, stop in zip(edges[::2], edges[1::2]):
+        if stop - start > max_width:
+            out[start:stop] = False
+    return out
 
 
 def patch_darkness(black: np.ndarray, banded: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
