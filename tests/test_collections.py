@@ -250,3 +250,12 @@ def test_wide_black_areas_are_silence_in_the_music_not_augmentation_bands():
     assert flags.darkness_flag(flags.darkness([flags.patch_darkness(black, banded, wide)]), 0.5)["flag"] == "silence"
     _, any_width = flags.band_map(img, 16)
     assert any_width[:, 35:55].all()  # without a width, every full black column is a band
+
+
+def test_empty_shares_count_each_pixel_once():
+    regions = np.zeros((10, 10), np.uint8)
+    regions[:4] |= flags.ABOVE_NYQUIST
+    regions[:, 6:] |= flags.PADDING  # the corner is both: counted as padding
+    mask = np.ones((10, 10), bool)
+    nyquist, padding = flags.patch_empty(regions, mask)
+    assert (nyquist, padding) == (0.24, 0.4)

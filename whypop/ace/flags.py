@@ -48,8 +48,9 @@ def patch_empty(regions: np.ndarray | None, mask: np.ndarray) -> tuple[float, fl
     if regions is None or area == 0:
         return 0.0, 0.0
     r = regions[mask]
-    padding = int(np.count_nonzero(r & PADDING))
-    nyquist = int(np.count_nonzero((r & ABOVE_NYQUIST) & ~(r & PADDING)))
+    in_padding = (r & PADDING) != 0
+    padding = int(np.count_nonzero(in_padding))
+    nyquist = int(np.count_nonzero(((r & ABOVE_NYQUIST) != 0) & ~in_padding))
     return nyquist / area, padding / area
 
 
