@@ -18,7 +18,6 @@ from whypop import audio, geometry
 from whypop.ace import flags
 from whypop.ace.planning import MIN_SCORE, Request, min_score_songs, plan_images, required_score_songs
 from whypop.ace.segment import segment_masks
-from whypop.collection import summarize
 from whypop.config import AudioConfig, load_config
 from whypop.errors import ConfigError, InputError
 from whypop.store import RunStore
