@@ -258,3 +258,43 @@ def test_empty_shares_count_each_pixel_once():
     mask = np.ones((10, 10), bool)
     nyquist, padding = flags.patch_empty(regions, mask)
     assert (nyquist, padding) == (0.24, 0.4)
+
+
+def test_plan_round_trips_through_json():
+    from whypop.ace.planning import ImagePlan
+
+    plan = plan_images(_tracks(4, 10), ["g0", "g1", "g2", "g3"], Request(12, 8, 10, 5, "all", "training", 0))
+    again = ImagePlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan
+
+
+@pytest.mark.slow
+def test_short_collection_end_to_end_with_no_size_settings(audio_fixtures, tmp_path):
+    """prepare, train and extract a 3 x 8 collection of 5-10 s clips at 22.05 kHz, sizes left as asked."""
+    import pipelines.extract
+    import pipelines.train
+
+    coll = build_collection(audio_fixtures, tmp_path / "audio", genres=3, clips=8, seconds=(5.0, 10.0))
+    cfg = load_config("demo", overrides={"audio.image_size": 64, "audio.sample_rate": 44100, "audio.duration": 30.0,
+                                         "audio.hop_length": 512, "dataset.audio_features": False,
+                                         "train.epochs": 1, "extract.segments": [5, 10],
+                                         "extract.random_experiments": 5, "extract.n_clusters": 5,
+                                         "extract.min_cluster_size": 1}, env=False)
+    store = RunStore(tmp_path / "run", create=True)
+    pipelines.prepare.run(cfg, store, coll, workers=1)
+    pipelines.train.run(cfg, store)
+    eid = pipelines.extract.run(cfg, store)
+    summary = store.extraction(eid)["summary"]
+    assert summary["plan"]["scaled"] and "TCAV from" in summary["plan"]["line"]
+    for g, v in summary["genres"].items():
+        assert v["score_songs"] >= MIN_SCORE and not set(v["discovery"]) & set(v["score"])
+        assert not (set(v["discovery"]) | set(v["score"])) & set(summary["random"]["sets"][0])
+    assert not any(c["significant"] for c in store.concepts(eid))  # fewer than 8 score songs
+    audio_cfg = store.stored_config().audio
+    tracks = {t.track_id: t for t in store.tracks(status="ok")}
+    from whypop.results import load_mask
+
+    for p in store.patches(eid):  # skip_empty: no segment reaches the padding or above Nyquist
+        t = tracks[p["track_id"]]
+        regions = geometry.empty_regions(t.sample_rate, t.duration, audio_cfg)
+        assert not (load_mask(store, eid, p["mask"]) & (regions > 0)).any()
