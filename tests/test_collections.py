@@ -23,7 +23,7 @@ from whypop.errors import ConfigError, InputError
 from whypop.store import RunStore
 
 import pipelines.prepare
-import pipelines.status
+from whypop.commands import status as status_command
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def prepared(short_collection, tmp_path_factory):
 
 def test_summary_counts_rates_durations_channels(prepared):
     store, counts = prepared
-    s = counts["collection"]
+    s = counts.collection
     assert s["tracks"] == 12
     assert s["sample_rates"] == {"22050": 12}
     assert s["channels"] == {"1": 12}
@@ -60,7 +60,7 @@ def test_summary_counts_rates_durations_channels(prepared):
 
 def test_warnings_name_the_cause_and_the_fix(prepared):
     _, counts = prepared
-    warnings = counts["collection"]["warnings"]
+    warnings = counts.collection["warnings"]
     rate = [w for w in warnings if "22.05 kHz" in w]
     pad = [w for w in warnings if "shorter than the 30 s window" in w]
     assert rate and 'audio.fmax = "auto"' in rate[0] and "11.025 kHz" in rate[0]
@@ -71,24 +71,24 @@ def test_warnings_name_the_cause_and_the_fix(prepared):
 def test_status_shows_the_summary(prepared, capsys):
     store, _ = prepared
     args = type("A", (), {"run": str(store.root), "json": True})()
-    pipelines.status.main(args)
+    status_command.main(args)
     st = json.loads(capsys.readouterr().out)
     assert st["collection"]["sample_rates"] == {"22050": 12}
-    text = pipelines.status.format_status(st)
+    text = status_command.format_status(st)
     assert "22.05 kHz: 12" in text and "padding with silence" in text
 
 
 def test_too_small_for_three_splits_is_flagged_at_prepare(audio_fixtures, tmp_path):
     coll = build_collection(audio_fixtures, tmp_path / "audio", genres=2, clips=2, seconds=(1.0, 1.5))
     _, counts = _prepare(coll, tmp_path / "run")
-    w = [w for w in counts["collection"]["warnings"] if "three splits" in w]
+    w = [w for w in counts.collection["warnings"] if "three splits" in w]
     assert w and "at least 3 clips per genre" in w[0] and "blues 2" in w[0] and "cannot help" in w[0]
 
 
 def test_fmax_auto_follows_the_sources_and_is_recorded(short_collection, tmp_path):
     store, counts = _prepare(short_collection, tmp_path / "run", fmax="auto")
     assert store.stored_config().audio.fmax == 11025.0
-    s = counts["collection"]
+    s = counts.collection
     assert s["empty_top_rows"] == 0 and not [w for w in s["warnings"] if "kHz, below" in w]
     img = store.load_spectrogram(store.tracks(status="ok")[0].track_id)
     assert img[:10].max() > 16  # the top rows hold music now

@@ -238,11 +238,19 @@ def soften(grid: np.ndarray, soft_bins: int, soft_frames: int) -> np.ndarray:
     """Smooth a (bins, frames) mask with normalised Hann kernels (edges become raised-cosine ramps)."""
     from scipy.ndimage import convolve1d
 
-    out = np.asarray(grid, dtype=np.float32)
+    out = np.array(grid, dtype=np.float32)
+    rows, cols = np.flatnonzero(out.any(axis=1)), np.flatnonzero(out.any(axis=0))
+    if rows.size == 0 or (soft_bins <= 0 and soft_frames <= 0):
+        return out
+    # only the block around the nonzero values changes (zeros outside it stay zeros)
+    r0, r1 = max(int(rows[0]) - soft_bins, 0), min(int(rows[-1]) + soft_bins + 1, out.shape[0])
+    c0, c1 = max(int(cols[0]) - soft_frames, 0), min(int(cols[-1]) + soft_frames + 1, out.shape[1])
+    block = out[r0:r1, c0:c1]
     for axis, half in ((0, soft_bins), (1, soft_frames)):
-        if half > 0 and out.shape[axis] > 1:
+        if half > 0 and block.shape[axis] > 1:
             kernel = np.hanning(2 * half + 3)[1:-1].astype(np.float32)  # 2 * half + 1 nonzero taps
-            out = convolve1d(out, kernel / kernel.sum(), axis=axis, mode="nearest")
+            block = convolve1d(block, kernel / kernel.sum(), axis=axis, mode="nearest")
+    out[r0:r1, c0:c1] = block
     return out
 
 

@@ -29,7 +29,8 @@ BAND_FILL = 0.9  # a row or column is a band when this share of its pixels is bl
 
 ABOVE_NYQUIST, PADDING = 1, 2  # bits of an empty-region map (as whypop.geometry.empty_regions)
 EMPTY_FLAGS = ("above-nyquist", "padding")
-DARK_FLAGS = ("augmentation-band", "silence")
+# not music: the patches lie in empty regions or are mostly black (never a genre's top concept)
+DARK_FLAGS = ("above-nyquist", "padding", "augmentation-band", "silence")
 
 
 @dataclass(frozen=True)
@@ -155,3 +156,8 @@ def lonely_flags(
             for i in members:
                 out[int(i)] = {"flag": "lonely-cluster", "reason": reason}
     return out
+
+
+def is_dark(concept_flags: Sequence[dict]) -> bool:
+    """Whether a concept carries a not-music flag (above Nyquist, padding, augmentation band, silence)."""
+    return any(f.get("flag") in DARK_FLAGS for f in concept_flags)

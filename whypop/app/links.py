@@ -22,6 +22,7 @@ from whypop.app import figures, ids
 from whypop.app.context import AppContext, as_id
 from whypop.app.data import AppData
 from whypop.errors import NotFound
+from whypop.ids import parse_id
 
 FEATURE_CHOICES = ("echonest", "audio")
 
@@ -63,7 +64,7 @@ def resolve(data: AppData, extraction: Any = None, concept: Any = None, song: An
     eid = None
     if extraction not in (None, ""):
         try:
-            eid = data.view(_as_int(extraction)).extraction_id
+            eid = data.view(parse_id(extraction, "extraction")).extraction_id
         except NotFound:
             eid = None
     if eid is None:
@@ -71,7 +72,7 @@ def resolve(data: AppData, extraction: Any = None, concept: Any = None, song: An
     cid = None
     if eid is not None and concept not in (None, ""):
         try:
-            cid = data.view(eid).concept(_as_int(concept)).concept_id
+            cid = data.view(eid).concept(parse_id(concept, "concept")).concept_id
         except NotFound:
             cid = None
     tid = None
@@ -140,16 +141,19 @@ def overview(data: AppData, extraction_id: int | None) -> tuple:
     """Panels 1 and 2, the similarity lists, and the model line for one extraction."""
     if extraction_id is None:
         msg = "this run has no complete extraction yet: run `whypop extract --run RUN_DIR`"
-        return figures.message_figure(msg), figures.message_figure(msg), None, model_line(data, None)
+        return (figures.message_figure(msg), figures.message_figure(msg), None, model_line(data, None),
+                figures.message_figure("", 190), [])
     view = data.view(extraction_id)
+    faith = data.faithfulness(extraction_id)
     colors = figures.genre_colors(view.genres)
     similar = {
         "similar": {str(k): list(v) for k, v in view.similar.items()},
         "cluster": {str(c.concept_id): c.cluster for c in view.concepts},
         "threshold": view.threshold,
     }
-    return (figures.importance_figure(view, colors), figures.concept_map_figure(view, colors), similar,
-            model_line(data, view.model_id, view))
+    verdicts = [html.Div(line) for line in figures.verdict_lines(faith)]
+    return (figures.importance_figure(view, colors, faith=faith), figures.concept_map_figure(view, colors), similar,
+            model_line(data, view.model_id, view), figures.faithfulness_figure(faith, colors), verdicts)
 
 
 def model_line(data: AppData, model_id: int | None, view=None) -> list:
@@ -227,14 +231,17 @@ def register(app: dash.Dash, ctx: AppContext) -> None:
         Output(ids.clusters("graph"), "figure"),
         Output(ids.links("similar"), "data"),
         Output(ids.header("model"), "children"),
+        Output(ids.importance("faithfulness"), "figure"),
+        Output(ids.importance("verdict"), "children"),
         Input(ids.links("extraction"), "data"),
         prevent_initial_call=True,
     )
     def show_extraction(extraction_id):
-        return cached_overview(as_id(extraction_id))
+        eid = as_id(extraction_id)
+        return cached_overview(eid, data.faithfulness(eid) is not None if eid is not None else False)
 
     @functools.lru_cache(maxsize=16)
-    def cached_overview(extraction_id):
+    def cached_overview(extraction_id, tested):  # tested: the deletion test lands after the extraction
         return overview(data, extraction_id)
 
     app.clientside_callback(
@@ -258,13 +265,3 @@ def _point(click: dict | None) -> dict | None:
     if not isinstance(points, list) or not points or not isinstance(points[0], dict):
         return None
     return points[0]
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise NotFound(f"bad id {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdecimal() and value.isascii() and len(value) <= 18:
-        return int(value)
-    raise NotFound(f"bad id {value!r}")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from whypop.ace import faithfulness, stability
+from whypop.results import ExtractionSummary, GenreSummary, JobProgress
+from whypop.store import RunStore
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
@@ -12,13 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from whypop.store import RunStore
-
     store = RunStore(args.run)
     st = store.status()
     # what preparation skipped without a track to record it on (e.g. an empty genre folder)
     st["tracks"]["warnings"] = list(store.get_meta("prepare_warnings", None) or [])
     st["collection"] = collection_summary(store)
+    add_tests(store, st)
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True))
         return 0
@@ -38,6 +41,23 @@ def collection_summary(store) -> dict | None:
     if not tracks or cfg is None:
         return None
     return summarize(tracks, cfg.audio, cfg.dataset.split, fixed_split=store.get_meta("layout") in ("fma", "demo")).to_dict()
+
+
+def add_tests(store: RunStore, st: dict) -> None:
+    """Each complete extraction's deletion/insertion tests and seed matching (None when not run);
+    the latest complete extraction's also at the top, as ``faithfulness`` and ``stability``."""
+    latest = None
+    for e in st["extractions"]:
+        e["faithfulness"] = e["stability"] = None
+        if e["status"] != "complete":
+            continue
+        path = store.extraction(e["extraction_id"])["path"]
+        f, s = faithfulness.load_file(path), stability.load_file(path)
+        e["faithfulness"] = None if f is None else f.to_dict()
+        e["stability"] = None if s is None else s.to_dict()
+        latest = e
+    st["faithfulness"] = None if latest is None else latest["faithfulness"]
+    st["stability"] = None if latest is None else latest["stability"]
 
 
 def format_status(st: dict) -> str:
@@ -81,24 +101,32 @@ def format_status(st: dict) -> str:
         songs = {g: v["score_songs"] for g, v in (summary.get("genres") or {}).items() if "score_songs" in v}
         if songs:
             lines.append("    TCAV score songs per genre: " + ", ".join(f"{g} {n}" for g, n in sorted(songs.items())))
-        for genre, g in sorted((summary.get("genres") or {}).items()):
+        for genre, g in sorted(ExtractionSummary.from_dict(e.get("summary")).genres.items()):
             lines.extend(_planted_lines(genre, g))
+        if e.get("faithfulness"):
+            f = faithfulness.Faithfulness.from_dict(e["faithfulness"])
+            lines.extend(f"    {g.verdict()}" for g in f.genres.values())
+        if e.get("stability"):
+            s = stability.Stability.from_dict(e["stability"])
+            lines.append(f"    stability over seeds {', '.join(map(str, s.seeds))}: mean best-match cosine "
+                         f"{s.best_cosine}, share of significant concepts matched above {s.match}: {s.matched_share}"
+                         + ("" if s.planted_everywhere is None else
+                            f"; planted signatures found under every seed: {'yes' if s.planted_everywhere else 'no'}"))
     for j in st["jobs"][-10:]:
-        lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {j.get('stage') or ''} {j.get('error') or ''}".rstrip())
+        lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {JobProgress.from_row(j).text} {j.get('error') or ''}".rstrip())
     return "\n".join(lines)
 
 
-def _planted_lines(genre: str, g: dict) -> list[str]:
+def _planted_lines(genre: str, g: GenreSummary) -> list[str]:
     """The demo's ground-truth check of one genre: overlap vs chance, and reliance."""
-    if g.get("chance") is None:  # no planted regions: not a demo run
+    if g.chance is None:  # no planted regions: not a demo run
         return []
-    if g.get("overlap") is not None:
-        line = f"    {genre}: top concept overlaps planted signature {g['overlap']:.2f} (chance {g['chance']:.2f})"
+    if g.overlap is not None:
+        line = f"    {genre}: top concept overlaps planted signature {g.overlap:.2f} (chance {g.chance:.2f})"
     else:
-        line = f"    {genre}: no significant concept (chance overlap {g['chance']:.2f})"
-    r = g.get("reliance")
+        line = f"    {genre}: no significant concept (chance overlap {g.chance:.2f})"
+    r = g.reliance
     if r:
-        verdict = "relies on its signature" if r.get("relies_on_signature") else "does NOT rely on its signature"
-        line += (f"; model {verdict}: p({genre}) {r['p_full']:.2f} with it, "
-                 f"{r['p_signature_hidden']:.2f} with it hidden")
+        verdict = "relies on its signature" if r.relies_on_signature else "does NOT rely on its signature"
+        line += f"; model {verdict}: p({genre}) {r.p_full:.2f} with it, {r.p_signature_hidden:.2f} with it hidden"
     return [line]
