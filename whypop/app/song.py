@@ -78,7 +78,7 @@ def song_view(ctx: AppContext, extraction_id: int | None, track_id: str | None, 
         found = (f"{len(placements)} of its {everything} concept patches are {name}'s" if placements
                  else f"{name} has no patch in this song ({everything} patches of other concepts)")
     fig = figures.song_figure(ctx.song_image_url(extraction_id, track_id, only_concept), placements,
-                              ctx.data.audio, spec_shape, height_px=HEIGHT)
+                              ctx.data.audio, spec_shape, height_px=HEIGHT, song_seconds=track.duration)
     caption = f"{track.name} ({track.genre}) · {found}"
     src, note = listen_source(ctx, extraction_id, track_id, listen, selected)
     return fig, src, caption + note
