@@ -49,7 +49,7 @@ from pipelines.common import load_current
 from whypop import __version__
 from whypop.ace import flags, stats
 from whypop.ace.activations import ActivationCache, LayerProbe, digest, weights_digest
-from whypop.ace.extractor import ConceptExtractor, GenreImages, RandomSets
+from whypop.ace.extractor import STAGE, SUMMARY_STEP, ConceptExtractor, GenreImages, RandomSets
 from whypop.ace.patches import make_patches, mask_bbox
 from whypop.ace.planning import SPLITS, Request, plan_images, required_score_songs
 from whypop.ace.planted import mask_overlap, region_mask, signature_reliance
@@ -68,7 +68,6 @@ from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
 
-STAGE = "extract"
 ARTEFACT_OVERLAP = 0.5  # a concept sits on the planted artefact when half its patch pixels do
 RELIANCE_DROP = 0.5  # the model relies on a planted signature when hiding it costs this much probability
 
@@ -265,10 +264,10 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress, che
         del images, result
     check()
     t = time.perf_counter()
-    progress(ProgressEvent(STAGE, "summary", 0, 1))
+    progress(ProgressEvent(STAGE, SUMMARY_STEP, 0, 1))
     concepts, patches, summary = writer.finish(random, fill, {"hits": cache.hits, "misses": cache.misses},
                                                probe.output_shape(loaded.image_size))
-    progress(ProgressEvent(STAGE, "summary", 1, 1))
+    progress(ProgressEvent(STAGE, SUMMARY_STEP, 1, 1))
     timings["summary"] = time.perf_counter() - t
     for k, v in extractor.timings_.items():
         timings[k] = timings.get(k, 0.0) + v

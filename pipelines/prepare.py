@@ -18,7 +18,7 @@ from typing import Iterable
 
 from whypop import audio
 from whypop.collection import summarize
-from whypop.config import Config
+from whypop.config import Config, Layout, choices
 from whypop.datasets import Collection, read_fma, read_folders
 from whypop.demo import generate_demo
 from whypop.env import single_threaded
@@ -99,7 +99,7 @@ def collect(
         return read_fma(audio_dir, metadata, cfg.dataset)
     if layout == "folders":
         return read_folders(audio_dir, cfg.dataset)
-    raise InputError(f"unknown layout {layout!r}: allowed are fma, folders")
+    raise InputError(f"unknown layout {layout!r}: allowed are {', '.join(choices(Layout))}")
 
 
 def generate_demo_collection(cfg: Config, store: RunStore, progress: Progress = null_progress) -> Collection:

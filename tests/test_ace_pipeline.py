@@ -147,6 +147,11 @@ def test_extraction_follows_the_file_contract(tiny_run):
     assert ex["params"]["extract"]["layer"] == "layer2.1"
     stages = json.loads((tiny_run / "stages.json").read_text())
     stages = [tuple(s) for s in stages]
+    from whypop.ace.extractor import GENRE_STEPS, RANDOM_STEPS, SUMMARY_STEP
+
+    steps = {step for _, step, _ in stages}
+    assert steps <= {*RANDOM_STEPS, *GENRE_STEPS, SUMMARY_STEP}  # every step is a declared one
+    assert steps >= {*GENRE_STEPS, SUMMARY_STEP}  # (random patches only with extract.random_kind = "patches")
     assert ("extract", "random activations", None) in stages and ("extract", "CAVs", "Alpha") in stages
     assert ("extract", "summary", None) in stages
 

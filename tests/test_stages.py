@@ -1,13 +1,19 @@
-"""The stage layer without whole-stage runs: the demo stage reuses what a run holds, progress is typed."""
+"""Stages and entry points without whole-stage runs: the demo stage reuses what a run holds,
+progress renders per step, the Celery entry names what it needs."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
+import sys
+
+import pytest
 
 from app_fixtures import fake_run  # noqa: F401  (fixture)
 from pipelines import demo
 from whypop.cli import ProgressBars, main
 from whypop.config import load_config
+from whypop.errors import ConfigError
 from whypop.progress import ProgressEvent
 from whypop.store import RunStore
 
@@ -39,3 +45,11 @@ def test_progress_bars_open_one_bar_per_step(capsys):
     for label in ("extract: Rock: loading", "extract: Rock: segments", "extract: Jazz: loading"):
         assert label in err
     assert "extract: Jazz: segments" not in err
+
+
+def test_the_celery_worker_entry_needs_redis(monkeypatch):
+    """`celery -A whypop.app.worker:celery_app worker` refuses to start without a broker, naming it."""
+    monkeypatch.delenv("WHYPOP_REDIS_URL", raising=False)
+    monkeypatch.delitem(sys.modules, "whypop.app.worker", raising=False)
+    with pytest.raises(ConfigError, match="WHYPOP_REDIS_URL"):
+        importlib.import_module("whypop.app.worker")

@@ -111,7 +111,7 @@ class ProgressBars:
         if key != self._key:
             self.close()
             self._key = key
-            self._bar = _tqdm(f"{event.stage}: {event.label}", self.unit)
+            self._bar = _tqdm(f"{event.stage}: {event.label}", self.unit, event.total)
         bar = self._bar
         if bar.total != event.total:
             bar.total = event.total
@@ -130,10 +130,10 @@ class ProgressBars:
             self._key = None
 
 
-def _tqdm(desc: str, unit: str):
+def _tqdm(desc: str, unit: str, total: int):
     from tqdm import tqdm  # only commands that run a stage draw bars
 
-    return tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(desc=desc, unit=unit, total=total, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,6 +45,7 @@ PatchMode = _choices("PatchMode", "faithful", "inplace")  # crop + resize (the r
 CavMode = _choices("CavMode", "fast", "exact", "logistic")  # batched SGD objective, sklearn per pair, batched logistic
 TcavGradient = _choices("TcavGradient", "logit", "loss")
 Correction = _choices("Correction", "holm", "bonferroni", "none")
+Layout = _choices("Layout", "fma", "folders")  # collection layouts `whypop prepare` reads
 
 
 # which setting takes which values: section -> key -> enum

@@ -46,7 +46,10 @@ from typing import Callable
 
 import numpy as np
 import scipy.fft
+import soundfile as sf
 
+from whypop.audio import mel_power
+from whypop.config import AudioConfig
 from whypop.progress import Progress, ProgressEvent, null_progress
 
 log = logging.getLogger(__name__)
@@ -418,9 +421,6 @@ def _plant_artefact(
 
 def _hum(bg: np.ndarray, sr: int) -> np.ndarray:
     """A steady sine at ``_HUM_HZ`` whose mel peak is ``_HUM_DB`` over that of ``bg``."""
-    from whypop.audio import mel_power
-    from whypop.config import AudioConfig
-
     cfg = AudioConfig(sample_rate=sr, **_PEAK_ANALYSIS)
     hum = np.sin(2 * np.pi * _HUM_HZ * np.arange(bg.size) / sr)
     ratio = float(mel_power(bg, cfg).max()) / float(mel_power(hum, cfg).max())
@@ -435,9 +435,6 @@ def _peak_safe_gain(bg: np.ndarray, start: int, x: np.ndarray, gain: float, sr: 
     but near the limit it is set jointly by background and signature, so rescaling by
     the overshoot converges too slowly): 10 steps over 3 decades, about 0.7% precise.
     """
-    from whypop.audio import mel_power
-    from whypop.config import AudioConfig
-
     cfg = AudioConfig(sample_rate=sr, **_PEAK_ANALYSIS)
     limit = float(mel_power(bg, cfg).max()) * 10 ** (_PEAK_RISE_DB / 10)
     audio = bg.copy()
@@ -563,8 +560,6 @@ def generate_demo(
     """
     _validate(genres, clips_per_genre, clip_seconds, sample_rate, seed, artefact_genre, artefact_share, split,
               artefact_signature_db)
-    import soundfile as sf
-
     out_dir = Path(out_dir)
     n = int(round(clip_seconds * sample_rate))
     total = genres * clips_per_genre

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from whypop.errors import InputError
+
 if TYPE_CHECKING:
     import pandas
 
@@ -161,8 +163,6 @@ def read_echonest(path: str | Path) -> pandas.DataFrame:
     """FMA's echonest.csv -> DataFrame by int track_id, the ECHONEST_FEATURES as float columns."""
     import pandas as pd
 
-    from whypop.errors import InputError
-
     path = Path(path)
     try:
         raw = pd.read_csv(path, index_col=0, header=[0, 1, 2], low_memory=False)
@@ -239,8 +239,6 @@ def format_value(spec: FeatureSpec, value: float | None) -> str:
 
 def _as_clean_mono(y: np.ndarray, sr: int) -> np.ndarray:
     """Validate the input and return a finite float32 1-D copy-or-view of it."""
-    from whypop.errors import InputError
-
     y = np.asarray(y)
     if y.ndim != 1:
         raise InputError(f"audio must be mono (1-D), got shape {y.shape}")

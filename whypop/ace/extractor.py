@@ -38,6 +38,10 @@ from whypop.progress import Progress, ProgressEvent, null_progress
 log = logging.getLogger(__name__)
 
 STAGE = "extract"  # the stage named in the progress events
+# the steps of an extraction, in order: the random sets once, then each genre, then the summary
+RANDOM_STEPS = ("random loading", "random patches", "random activations")
+GENRE_STEPS = ("loading", "segments", "activations", "gradients", "CAVs")
+SUMMARY_STEP = "summary"
 MIN_AREA = 0.001  # ACE: masks of at most 0.1% of the image are dropped
 MAX_IOU = 0.5  # ACE: a mask overlapping an earlier resolution's mask more than this is dropped
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import pipelines.extract
+from whypop.ace.extractor import GENRE_STEPS, RANDOM_STEPS, SUMMARY_STEP
 from whypop.config import Config, resolve_config
 from whypop.errors import Cancelled, ConfigError, NotFound, WhypopError
 from whypop.progress import ProgressEvent
@@ -150,10 +151,6 @@ def validate_params(store: RunStore, params: dict[str, Any]) -> tuple[Config, li
     return cfg, genres
 
 
-RANDOM_STEPS = ("random loading", "random patches", "random activations")
-GENRE_STEPS = ("loading", "segments", "activations", "gradients", "CAVs")
-
-
 def overall_fraction(event: ProgressEvent, genres: list[str]) -> float | None:
     """How far a whole extraction is, from one step's progress (None for an unknown step).
 
@@ -162,8 +159,8 @@ def overall_fraction(event: ProgressEvent, genres: list[str]) -> float | None:
     than one that starts over at every step).
     """
     parts = len(genres) + 2
-    if event.step == "summary":
-        part, steps = parts - 1, ("summary",)
+    if event.step == SUMMARY_STEP:
+        part, steps = parts - 1, (SUMMARY_STEP,)
     elif event.genre is None and event.step in RANDOM_STEPS:
         part, steps = 0, RANDOM_STEPS
     elif event.genre in genres and event.step in GENRE_STEPS:

@@ -39,6 +39,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
+import soundfile as sf
 from flask import Flask, Response, abort, request, send_file
 
 from whypop.app import images
@@ -279,8 +280,6 @@ class _Renderer:
 @functools.lru_cache(maxsize=16)
 def _transcode(path: str, mtime_ns: int, size: int) -> bytes:
     """Decode with soundfile and write 16-bit WAV (keyed by mtime and size so edits show)."""
-    import soundfile as sf
-
     with sf.SoundFile(path) as fh:
         frames = min(fh.frames if fh.frames > 0 else -1, int(MAX_TRANSCODE_SECONDS * fh.samplerate)) or -1
         data = fh.read(frames=frames, dtype="int16", always_2d=True)

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import os
 
+from whypop.app import create_app
 from whypop.env import setup_environment
 from whypop.errors import StoreError
+from whypop.store import RunStore
 
 
 def create_dash_app():
     """The Dash app for the run named by ``WHYPOP_RUN`` (also built by Celery workers)."""
     setup_environment()
-    from whypop.app import create_app
-    from whypop.store import RunStore
-
     run = os.environ.get("WHYPOP_RUN")
     if not run:
         raise StoreError("set WHYPOP_RUN to the run directory to serve (e.g. WHYPOP_RUN=runs/demo)")

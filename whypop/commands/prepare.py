@@ -7,6 +7,7 @@ from pathlib import Path
 
 from whypop.cli import ProgressBars, load_cli_config
 from whypop.collection import CollectionSummary
+from whypop.config import Layout, choices
 from whypop.errors import InputError
 from whypop.store import DB_NAME, RunStore
 
@@ -15,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio_dir", nargs="?", metavar="AUDIO_DIR", help="the audio collection")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory (created if missing)")
     p.add_argument("--metadata", metavar="META_DIR", help="FMA metadata folder (tracks.csv, echonest.csv)")
-    p.add_argument("--layout", choices=("fma", "folders"), help="collection layout (default: fma when --metadata is given)")
+    p.add_argument("--layout", choices=choices(Layout), help="collection layout (default: fma when --metadata is given)")
     p.add_argument("--config", metavar="FILE", help="TOML configuration (or a preset name: demo, fma_small)")
     p.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
     p.add_argument("--demo", action="store_true", help="generate the demo collection into the run and prepare it")
