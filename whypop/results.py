@@ -60,6 +60,15 @@ class Reliance:
                    str(data.get("rule", "")))
 
 
+# Keys added after the stored format was first written: left out while unset, so a
+# summary written by an older version reads back and writes out unchanged.
+_LATER_KEYS = frozenset({"discovery_songs", "score_songs", "min_score_songs", "nyquist_share", "padding_share", "plan"})
+
+
+def _without_unset_later(out: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in out.items() if k not in _LATER_KEYS or v not in (None, {}, [])}
+
+
 @dataclass(frozen=True)
 class GenreSummary:
     """One genre of an extraction: its images, counts, null, top concept and planted checks.
@@ -97,7 +106,7 @@ class GenreSummary:
         }
         if self.reliance is not None:
             out["reliance"] = self.reliance.to_dict()
-        return {**self.extra, **out}
+        return {**self.extra, **_without_unset_later(out)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GenreSummary":
@@ -127,7 +136,7 @@ class ConceptRecord:
     def to_dict(self) -> dict[str, Any]:
         out = {"concept_id": self.concept_id}
         out.update({f.name: _round(getattr(self, f.name)) for f in fields(self) if f.name not in ("concept_id", "extra")})
-        return {**self.extra, **out}
+        return {**self.extra, **_without_unset_later(out)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ConceptRecord":
@@ -169,7 +178,7 @@ class ExtractionSummary:
             "fill_value": self.fill_value, "cache": self.cache, "activation_shape": list(self.activation_shape),
             "plan": self.plan,
         }
-        return {**self.extra, **out}
+        return {**self.extra, **_without_unset_later(out)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "ExtractionSummary":
