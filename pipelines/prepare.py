@@ -11,15 +11,16 @@ import argparse
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from whypop import jitcache
 from whypop.config import Config
 from whypop.datasets import Collection, read_fma, read_folders
 from whypop.errors import ConfigError, InputError
 from whypop.store import DB_NAME, PlantedRegion, RunStore, Track
+from whypop.workers import Crashed, imap_unordered
 
 log = logging.getLogger(__name__)
 
@@ -211,13 +212,16 @@ def _map(todo: list[Track], root: Path, cfg: Config, workers: int | None) -> Ite
     jobs = [(t.track_id, str(root / t.source), cfg) for t in todo]
     if not jobs:
         return
+    jitcache.ensure_usable()  # a damaged numba cache would crash every track: repaired first
     if workers == 1 or len(jobs) < 4:  # in this process, leaving its thread settings alone
         for job in jobs:
             yield prepare_one(*job)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-        chunk = max(1, min(16, len(jobs) // (workers * 4)))
-        yield from pool.map(prepare_one, *zip(*jobs), chunksize=chunk)
+    jitcache.warm_up()  # compiled here, once: workers that compile at once can corrupt numba's cache
+    # a worker that dies (segfault, out-of-memory kill) costs at most the track it held:
+    # that track is retried once on a new worker, then recorded with the signal as its reason
+    for index, result in imap_unordered(prepare_one, jobs, workers, initializer=_init_worker):
+        yield PrepareResult(jobs[index][0], None, result.reason) if isinstance(result, Crashed) else result
 
 
 def _record(store: RunStore, r: PrepareResult) -> None:
