@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Mapping, get_type_hints
 
 from whypop.errors import ConfigError
+from whypop.resources import data_dir
 
-REPO_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+REPO_CONFIG_DIR = data_dir("config")  # the presets: the checkout's config/, or the installed copy
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ class Config:
 
 
 def resolve_config_path(name: str | Path) -> Path:
-    """A TOML path, or a preset name from the repository's ``config/`` (e.g. ``demo``)."""
+    """A TOML path, or a preset name from the ``config/`` folder (e.g. ``demo``)."""
     path = Path(name)
     if path.is_file():
         return path
