@@ -118,7 +118,7 @@ class TrainConfig:
 
     arch: str = "resnet34"
     pretrained: str = "imagenet"  # "imagenet" or "none"
-    weights_file: str = ""  # a local ImageNet state dict; empty = torch's cache
+    weights_file: str = ""  # a local ImageNet state dict; empty = torch's hub cache (downloaded there once)
     trainable: str = "tail"  # "tail" (layer4's last block convs + fc), "layer4", "all"
     lr: float = 1e-4
     weight_decay: float = 0.0
