@@ -98,7 +98,7 @@ def _imagenet_state(arch: str, weights_file: str) -> dict:
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     try:
         state = weights.get_state_dict(progress=True, check_hash=True)  # downloads into folder once
-    except (OSError, RuntimeError) as exc:  # URLError (offline), a refused connection, a bad hash
+    except Exception as exc:  # URLError (offline), a refused connection, a bad hash, a damaged cached copy
         partial = folder / filename
         reason = getattr(exc, "reason", None) or exc
         raise InputError(
