@@ -115,3 +115,36 @@ def test_sigkill_of_a_worker_mid_run_through_the_cli(tmp_path, audio_fixtures):
     assert all(t.error for t in tracks if t.status == "failed")
     assert sum(t.status == "ok" for t in tracks) >= len(tracks) - 1  # the killed track is retried once
     assert "retrying it on a new worker" in err, err[-3000:]
+
+
+class _DeadlyDataset:
+    """Items 0..n-1; loading item 5 in a worker process SIGKILLs the worker (once, or always)."""
+
+    def __init__(self, n: int, marker: str | None):
+        self.n, self.marker = n, marker
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        import torch
+
+        if i == 5 and torch.utils.data.get_worker_info() is not None:
+            if self.marker is None or not os.path.exists(self.marker):
+                if self.marker is not None:
+                    Path(self.marker).touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return torch.tensor([i])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("always", [False, True])
+def test_training_loader_survives_a_dead_worker(tmp_path, always):
+    import torch
+
+    from whypop.train import make_loader
+
+    ds = _DeadlyDataset(12, None if always else str(tmp_path / "killed-once"))
+    loader = make_loader(ds, 2, torch.device("cpu"), batch_size=2)
+    for _ in range(2):  # a second pass (persistent workers) works too
+        assert [b.flatten().tolist() for b in loader] == [[2 * k, 2 * k + 1] for k in range(6)]
