@@ -138,6 +138,7 @@ def ensure_usable(target: str = WARM_UP, prefixes: tuple[str, ...] = _PREFIXES, 
     stamp = _stamp_path(target)
     if stamp is not None and _stamp_matches(stamp):
         return None
+    log.info("checking numba's cache of compiled functions (a fresh cache is compiled now, once: minutes on a busy machine)")
     code = _run_child("check", target, prefixes, stamp, timeout)
     if code == 0:
         return None
