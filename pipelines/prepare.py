@@ -212,12 +212,13 @@ def _map(todo: list[Track], root: Path, cfg: Config, workers: int | None) -> Ite
     jobs = [(t.track_id, str(root / t.source), cfg) for t in todo]
     if not jobs:
         return
-    jitcache.ensure_usable()  # a damaged numba cache would crash every track: repaired first
+    # numba's cached functions are compiled (once, alone) and checked before any worker starts:
+    # workers compiling at once can corrupt the cache, and a damaged cache crashes every track
+    jitcache.ensure_usable()
     if workers == 1 or len(jobs) < 4:  # in this process, leaving its thread settings alone
         for job in jobs:
             yield prepare_one(*job)
         return
-    jitcache.warm_up()  # compiled here, once: workers that compile at once can corrupt numba's cache
     # a worker that dies (segfault, out-of-memory kill) costs at most the track it held:
     # that track is retried once on a new worker, then recorded with the signal as its reason
     for index, result in imap_unordered(prepare_one, jobs, workers, initializer=_init_worker):

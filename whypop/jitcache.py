@@ -5,16 +5,17 @@ librosa's compiled helpers (``peak_pick``, ``localmax``, ... built with
 ``whypop.ace.cav``) are compiled on first use and cached on disk. Two processes
 compiling the same gufunc at once can leave one process's wrapper (``guf-*.nbc``) beside
 the other's kernel (``*.nbc``); every later load of that pair calls a null pointer and
-dies with a segmentation fault (numba issue 10128, librosa issue 1998). Two defences:
+dies with a segmentation fault (numba issue 10128, librosa issue 1998).
 
-- :func:`warm_up` loads (or compiles, once) every cached function the preparation
-  workers use; a stage calls it in the parent before its pool starts, so the workers
-  inherit them compiled and never write the cache.
-- :func:`ensure_usable` checks in a child process that the cached functions load and
-  run. If the child dies, the cache entries of those functions are removed (said once,
-  as a warning) and compiled again; if that does not help, this process and its
-  children use a private cache folder. A good check is remembered (keyed by the cache
-  files' sizes and times), so the check costs nothing until the cache changes.
+:func:`ensure_usable`, called by a stage before its pool starts, runs :func:`warm_up`
+(every cached function the workers use, with their real argument types) in a child
+process: on a fresh cache that compiles and saves everything once, alone, so the
+workers only ever read the cache (concurrent reads are safe). If the child dies, the
+cache entries of those functions are removed (said once, as a warning) and compiled
+again; if that does not help, this process and its children use a private cache
+folder. A good check is remembered (keyed by the cache files' sizes and times and the
+library versions), so the check costs nothing until the cache changes, and a cache
+changed by anyone else is checked again.
 """
 
 from __future__ import annotations
