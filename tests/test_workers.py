@@ -137,7 +137,6 @@ class _DeadlyDataset:
         return torch.tensor([i])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("always", [False, True])
 def test_training_loader_survives_a_dead_worker(tmp_path, always):
     import torch
