@@ -221,7 +221,8 @@ def _map(todo: list[Track], root: Path, cfg: Config, workers: int | None) -> Ite
         return
     # a worker that dies (segfault, out-of-memory kill) costs at most the track it held:
     # that track is retried once on a new worker, then recorded with the signal as its reason
-    for index, result in imap_unordered(prepare_one, jobs, workers, initializer=_init_worker):
+    for index, result in imap_unordered(prepare_one, jobs, workers, initializer=_init_worker,
+                                        label=lambda i: f"track {jobs[i][0]}"):
         yield PrepareResult(jobs[index][0], None, result.reason) if isinstance(result, Crashed) else result
 
 

@@ -86,12 +86,14 @@ def imap_unordered(
     workers: int,
     initializer: Callable[[], None] | None = None,
     retries: int = 1,
+    label: Callable[[int], str] = lambda index: f"job {index}",
 ) -> Iterator[tuple[int, Any]]:
     """``(index, fn(*jobs[index]))`` for every job, in completion order, from ``workers`` processes.
 
     A job whose worker dies is retried ``retries`` times on a new worker; after that its
     result is :class:`Crashed`. An exception raised by ``fn`` also comes back as
     :class:`Crashed` (with the exception's text) rather than stopping the batch.
+    ``label(index)`` names a job in the warnings.
     """
     if not jobs:
         return
@@ -139,10 +141,10 @@ def imap_unordered(
                 pool[i] = _Worker(ctx, fn, initializer)
                 deaths[job] += 1
                 if deaths[job] <= retries:
-                    log.warning("%s while running job %d; retrying it on a new worker", reason, job)
+                    log.warning("%s while working on %s; retrying it on a new worker", reason, label(job))
                     todo.appendleft(job)
                 else:
-                    log.warning("%s while running job %d again; giving up on it", reason, job)
+                    log.warning("%s while working on %s again; giving up on it", reason, label(job))
                     yield job, Crashed(reason)
     finally:
         for w in pool:
