@@ -11,12 +11,11 @@ import dataclasses
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from whypop import audio
+from whypop import audio, jitcache
 from whypop.collection import summarize
 from whypop.config import Config, Layout, choices
 from whypop.datasets import Collection, read_fma, read_folders
@@ -27,6 +26,7 @@ from whypop.features import compute_audio_features
 from whypop.progress import Progress, ProgressEvent, null_progress
 from whypop.store import RunStore
 from whypop.tracks import PlantedRegion, Track
+from whypop.workers import Crashed, imap_unordered
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +231,18 @@ def _map(todo: list[Track], root: Path, cfg: Config, workers: int | None) -> Ite
     jobs = [(t.track_id, str(root / t.source), cfg) for t in todo]
     if not jobs:
         return
+    # numba's cached functions are compiled (once, alone) and checked before any worker starts:
+    # workers compiling at once can corrupt the cache, and a damaged cache crashes every track
+    jitcache.ensure_usable()
     if workers == 1 or len(jobs) < 4:  # in this process, leaving its thread settings alone
         for job in jobs:
             yield prepare_one(*job)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=single_threaded) as pool:
-        chunk = max(1, min(16, len(jobs) // (workers * 4)))
-        yield from pool.map(prepare_one, *zip(*jobs), chunksize=chunk)
+    # a worker that dies (segfault, out-of-memory kill) costs at most the track it held:
+    # that track is retried once on a new worker, then recorded with the signal as its reason
+    for index, result in imap_unordered(prepare_one, jobs, workers, initializer=single_threaded,
+                                        label=lambda i: f"track {jobs[i][0]}"):
+        yield PrepareResult(jobs[index][0], None, result.reason) if isinstance(result, Crashed) else result
 
 
 def _record(store: RunStore, r: PrepareResult) -> None:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, get_type_hints
 
 from whypop.errors import ConfigError
+from whypop.resources import data_dir
 
-REPO_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+REPO_CONFIG_DIR = data_dir("config")  # the presets: the checkout's config/, or the installed copy
 
 
 # -- allowed values, declared once (argparse choices, the dashboard's form and validation) --
@@ -177,7 +178,7 @@ class TrainConfig:
 
     arch: str = "resnet34"
     pretrained: str = "imagenet"  # "imagenet" or "none"
-    weights_file: str = ""  # a local ImageNet state dict; empty = torch's cache
+    weights_file: str = ""  # a local ImageNet state dict; empty = torch's hub cache (downloaded there once)
     trainable: str = "tail"  # "tail" (layer4's last block convs + fc), "layer4", "all"
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -339,7 +340,7 @@ class Config:
 
 
 def resolve_config_path(name: str | Path) -> Path:
-    """A TOML path, or a preset name from the repository's ``config/`` (e.g. ``demo``)."""
+    """A TOML path, or a preset name from the ``config/`` folder (e.g. ``demo``)."""
     path = Path(name)
     if path.is_file():
         return path

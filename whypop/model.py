@@ -48,9 +48,9 @@ def classification_models() -> list[str]:
 def build_model(arch: str, num_classes: int, pretrained: str = "none", weights_file: str = "") -> "torch.nn.Module":
     """A torchvision classifier with a new ``num_classes`` head.
 
-    pretrained="imagenet" loads ImageNet weights from ``weights_file`` or torch's local
-    cache (never downloads: this must work offline); otherwise fails saying where to put
-    them. pretrained="none" starts from random weights.
+    pretrained="imagenet" loads ImageNet weights from ``weights_file``, or from torch's hub
+    cache, where torchvision downloads them on first use (offline, the error says which
+    file to put where). pretrained="none" starts from random weights.
     """
     import torch
     from torchvision import models
@@ -70,6 +70,12 @@ def build_model(arch: str, num_classes: int, pretrained: str = "none", weights_f
 
 
 def _imagenet_state(arch: str, weights_file: str) -> dict:
+    """ImageNet weights: from ``weights_file``, else torch's hub cache, downloaded there on first use.
+
+    The download is torchvision's own (``Weights.get_state_dict``: a progress bar, the
+    file's hash checked). Without internet the error names the file, the folder to put it
+    in and ``train.weights_file``.
+    """
     import torch
     from torchvision import models
 
@@ -77,18 +83,29 @@ def _imagenet_state(arch: str, weights_file: str) -> dict:
     if weights_file:
         path = Path(weights_file).expanduser()
         if not path.is_file():
-            raise InputError(f"ImageNet weights file not found: {path}")
-    else:
-        filename = Path(weights.url).name
-        path = Path(torch.hub.get_dir()) / "checkpoints" / filename
-        if not path.is_file():
-            raise InputError(
-                f"ImageNet weights for {arch} are not available offline: put {filename} in "
-                f"{path.parent} (from {weights.url}) or set train.weights_file, or train from "
-                f"scratch with train.pretrained = \"none\""
-            )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    log.info("loaded ImageNet weights for %s from %s", arch, path)
+            raise InputError(f"ImageNet weights file not found: {path} (train.weights_file)")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a bad file
+            raise InputError(f"cannot read ImageNet weights file {path} (train.weights_file): "
+                             f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        log.info("loaded ImageNet weights for %s from %s", arch, path)
+        return state
+    filename = Path(weights.url).name
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True)  # downloads into folder once
+    except Exception as exc:  # URLError (offline), a refused connection, a bad hash, a damaged cached copy
+        partial = folder / filename
+        reason = getattr(exc, "reason", None) or exc
+        raise InputError(
+            f"ImageNet weights for {arch} could not be downloaded ({str(reason)[:160]}): put {filename} "
+            f"(from {weights.url}) in {folder}{' (replacing the damaged copy)' if partial.is_file() else ''}, "
+            f"or set train.weights_file to a copy of it, or train from scratch with train.pretrained = \"none\""
+        ) from None
+    log.info("loaded ImageNet weights for %s from %s", arch, folder / filename)
     return state
 
 

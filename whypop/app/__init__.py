@@ -20,8 +20,9 @@ Behind a proxy that strips or adds a path, leave ``prefix`` as None and set Dash
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from whypop.resources import data_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import dash
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from whypop.store import RunStore
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+ASSETS = data_dir("assets")  # the checkout's assets/, or the copy a built distribution installs
 
 __all__ = ["create_app", "normalise_prefix", "ASSETS"]
 

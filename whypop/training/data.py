@@ -11,10 +11,12 @@ DataLoader worker processes (``train.num_workers``), overlapped with the trainin
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +27,8 @@ from whypop.augment import N_VIEWS, augment
 from whypop.config import AugmentConfig
 from whypop.errors import InputError
 from whypop.model import preprocess
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("training", "validation", "test")
 EVAL_BATCH = 32  # images per evaluation / cache-building batch
@@ -204,11 +208,69 @@ def _worker_init(_: int) -> None:
 
 
 def make_loader(dataset: Dataset, workers: int, device: torch.device, *, batch_sampler=None,
-                batch_size: int | None = None, collate_fn=None) -> DataLoader:
-    """A DataLoader whose workers decode, augment and preprocess ahead of the model."""
+                batch_size: int | None = None, collate_fn=None) -> Iterable:
+    """A DataLoader whose workers decode, augment and preprocess ahead of the model.
+
+    With workers, a worker that dies (out-of-memory kill, segfault) does not stop
+    training: see :class:`RecoveringLoader`.
+    """
+    if batch_sampler is None:
+        batch_sampler = torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(dataset), batch_size, drop_last=False)
+    if workers > 0:
+        return RecoveringLoader(dataset, batch_sampler, workers, device, collate_fn)
+    return _data_loader(dataset, batch_sampler, 0, device, collate_fn)
+
+
+def _data_loader(dataset: Dataset, batch_sampler, workers: int, device: torch.device, collate_fn) -> DataLoader:
     kwargs: dict = dict(num_workers=workers, collate_fn=collate_fn, pin_memory=device.type == "cuda")
     if workers > 0:
         kwargs.update(persistent_workers=True, prefetch_factor=4, worker_init_fn=_worker_init)
-    if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs)
+    return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
+
+
+class _SkipBatches:
+    """The batches of ``sampler`` after the first ``skip`` (the same order: samplers are seeded per epoch)."""
+
+    def __init__(self, sampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+class RecoveringLoader:
+    """A DataLoader with workers that survives a worker's death.
+
+    torch stops the iteration with "DataLoader worker ... exited unexpectedly" when one
+    dies; here new workers start and the pass goes on from the batch that was lost. If
+    the same batch kills its worker again, the rest of the pass loads in this process.
+    """
+
+    def __init__(self, dataset: Dataset, batch_sampler, workers: int, device: torch.device, collate_fn):
+        self._args = (dataset, batch_sampler, workers, device, collate_fn)
+        self.loader = _data_loader(*self._args)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator:
+        dataset, batch_sampler, workers, device, collate_fn = self._args
+        loader, done, lost_at = self.loader, 0, None
+        while True:
+            try:
+                for batch in loader:
+                    done += 1
+                    yield batch
+                return
+            except RuntimeError as exc:
+                if "DataLoader worker" not in str(exc) or not workers:
+                    raise
+                again = lost_at == done
+                lost_at = done
+                log.warning("%s; %s from batch %d", str(exc).splitlines()[0],
+                            "loading in this process" if again else "starting new workers", done + 1)
+                self.loader = _data_loader(*self._args)  # for later passes
+                loader = _data_loader(dataset, _SkipBatches(batch_sampler, done), 0 if again else workers, device, collate_fn)
