@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("pipelines.serve", "serve the dashboard for a run"),
     "demo": ("pipelines.demo", "the whole system on the synthetic demo, then the dashboard"),
     "status": ("pipelines.status", "what a run holds: tracks, failures, model, extractions, jobs"),
+    "report": ("whypop.commands.report", "one self-contained HTML report of an extraction, to share"),
 }
 
 
