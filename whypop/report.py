@@ -23,6 +23,7 @@ import hashlib
 import html
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -222,7 +223,7 @@ class ReportDocument:
             f"<script>{_SCRIPT}</script>",
             "</body></html>\n",
         ]
-        tmp = path.with_name(path.name + ".partial")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")  # two writers never share one
         with open(tmp, "w", encoding="utf-8") as fh:
             for part in parts:
                 fh.write(part)

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping
 
 from whypop.app import ASSETS, figures, radar
 from whypop.app.context import AppContext
+from whypop.app.export import export_name
 from whypop.app.data import NPZ_LOCK, AppData, Concept, ExtractionView
 from whypop.app.images import box_mask, encode, overlay_png, patch_image
 from whypop.app.model_figures import confusion_figure, faithfulness_curves, faithfulness_figure
@@ -56,7 +57,7 @@ class ReportResult:
     def to_dict(self) -> dict:
         return {"file": self.file.to_dict(), "run": self.run, "extraction_id": self.extraction_id,
                 "concepts": self.concepts, "significant": self.significant, "examples": self.examples,
-                "faithfulness": self.faithfulness, "seconds": round(self.seconds, 3)}
+                "faithfulness": self.faithfulness, "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ReportResult":
@@ -70,11 +71,6 @@ def plotly_js() -> str:
     if not bundles:  # pragma: no cover - a broken install
         raise WhypopError(f"no plotly.js bundle in {ASSETS}: reinstall whypop")
     return bundles[-1].read_text(encoding="utf-8")
-
-
-def export_name(*parts: object) -> str:
-    """A figure's download name: 'whypop-<run>-e<extraction>-<genre>-c<concept>-<what>' from the parts given."""
-    return "-".join(str(p) for p in ("whypop", *parts) if p not in (None, ""))
 
 
 def build_report(store: RunStore | str | os.PathLike, out: str | os.PathLike, extraction_id: int | None = None,
@@ -208,7 +204,7 @@ def _overview_section(doc: ReportDocument, view: ExtractionView, colors: Mapping
         + legend
         + "<h2>Concept clusters</h2><p class='small muted'>Concepts of all genres grouped by the similarity of "
           "their CAVs (grey discs: cluster centres, placed with t-SNE).</p>"
-        + doc.figure(figures.concept_map_figure(view, colors, height_px=520), export_name(run, f"e{eid}", "map"))
+        + doc.figure(figures.concept_map_figure(view, colors, height_px=520), export_name(run, f"e{eid}", "concept-map"))
     )
 
 

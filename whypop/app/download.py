@@ -1,0 +1,112 @@
+"""The "download report" button: builds the HTML report of the shown extraction as a job, then downloads it.
+
+The same file as ``whypop report`` (:func:`whypop.app.report.build_report`). With a job
+manager (the dashboard's diskcache or Celery, see :mod:`whypop.background`) it runs as a
+background callback with its progress under the button, and the file goes to
+``<run>/cache/reports/``; in read-only mode (no manager, nothing written into the run)
+it runs in the request and the file goes to the temporary directory. When the file is
+written, a second callback sends it to the browser (``dcc.Download``). Only the
+extraction id travels through the browser: the server derives the file's path itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html, no_update
+
+from whypop.app import ids
+from whypop.app.context import AppContext, as_id
+from whypop.errors import NotFound, WhypopError
+from whypop.progress import ProgressEvent
+
+log = logging.getLogger(__name__)
+
+
+def layout(ctx: AppContext):
+    """The button, its status line and the download sink."""
+    return html.Div([
+        dbc.Button("Download report", id=ids.report("start"), size="sm", color="secondary", outline=True,
+                   title="One HTML file of this extraction that opens without a server"),
+        html.Div(id=ids.report("progress"), className="small text-muted"),
+        html.Div(id=ids.report("status"), className="small"),
+        dcc.Store(id=ids.report("ready")),
+        dcc.Download(id=ids.report("download")),
+    ], className="text-end")
+
+
+def report_path(store, extraction_id: int, read_only: bool) -> Path:
+    """Where the dashboard writes the report of an extraction (never a path from the browser)."""
+    if read_only:
+        tag = hashlib.sha1(str(store.root.resolve()).encode()).hexdigest()[:12]
+        folder = Path(tempfile.gettempdir()) / f"whypop-reports-{tag}"
+    else:
+        folder = store.root / "cache" / "reports"
+    return folder / f"{store.root.name}-extraction-{int(extraction_id)}.html"
+
+
+def build(run_root: str, read_only: bool, extraction_id: Any, set_progress: Callable[[tuple], None] | None) -> tuple:
+    """Body of the job: (status children, ready data). Never raises for what a user can cause."""
+    from whypop.app.report import build_report
+    from whypop.store import RunStore
+
+    eid = as_id(extraction_id)
+    if eid is None:
+        return dbc.Alert("no extraction is shown: nothing to report", color="warning", className="py-1 px-2 mb-0"), no_update
+    store = RunStore(run_root)
+    last = [-1]
+
+    def progress(event: ProgressEvent) -> None:
+        percent = round(100 * event.fraction)
+        if set_progress is not None and percent != last[0]:  # each call is a write to the job cache
+            last[0] = percent
+            set_progress((f"building the report: {event.label} {percent}%",))
+
+    try:
+        result = build_report(store, report_path(store, eid, read_only), eid, progress=progress)
+    except (NotFound, WhypopError) as exc:
+        return dbc.Alert(f"no report: {exc}", color="warning", className="py-1 px-2 mb-0"), no_update
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        log.exception("report of extraction %s failed", eid)
+        return dbc.Alert(f"report failed: {type(exc).__name__}: {exc}", color="danger", className="py-1 px-2 mb-0"), no_update
+    finally:
+        store.close()
+    size = result.file.total_bytes / 1e6
+    if set_progress is not None:
+        set_progress(("",))
+    return f"report of extraction {eid}: {size:.1f} MB", {"extraction": eid}
+
+
+def register(app, ctx: AppContext, manager) -> None:
+    run_root = str(ctx.data.store.root)
+    read_only = manager is None
+    outputs = (Output(ids.report("status"), "children"), Output(ids.report("ready"), "data"))
+    inputs = (Input(ids.report("start"), "n_clicks"), State(ids.links("extraction"), "data"))
+    if manager is not None:
+        @app.callback(
+            *outputs, *inputs, background=True, manager=manager, prevent_initial_call=True,
+            progress=[Output(ids.report("progress"), "children")],
+            running=[(Output(ids.report("start"), "disabled"), True, False)],
+        )
+        def start(set_progress, n_clicks, extraction_id):
+            return build(run_root, False, extraction_id, set_progress) if n_clicks else (no_update, no_update)
+    else:
+        @app.callback(*outputs, *inputs, prevent_initial_call=True,
+                      running=[(Output(ids.report("start"), "disabled"), True, False)])
+        def start_here(n_clicks, extraction_id):
+            return build(run_root, True, extraction_id, None) if n_clicks else (no_update, no_update)
+
+    @app.callback(Output(ids.report("download"), "data"), Input(ids.report("ready"), "data"), prevent_initial_call=True)
+    def send(ready):
+        eid = as_id((ready or {}).get("extraction")) if isinstance(ready, dict) else None
+        if eid is None:
+            return no_update
+        path = report_path(ctx.data.store, eid, read_only)
+        if not path.is_file():
+            return no_update
+        return dcc.send_file(str(path), filename=path.name, type="text/html")
