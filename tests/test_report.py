@@ -205,3 +205,25 @@ def test_download_job_builds_the_file(fake_run, tmp_path):  # noqa: F811
     assert ready is download.no_update
     # read-only: nothing is written into the run
     assert download.report_path(RunStore(run), eid, read_only=True).parent != run / "cache" / "reports"
+
+
+def test_clips_are_embedded_unless_no_audio(fake_run, tmp_path):  # noqa: F811
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(800, dtype=np.float32), 8000, format="WAV")
+    calls = []
+
+    def clips(eid, cid, rank):
+        calls.append((eid, cid, rank))
+        return (buf.getvalue(), "audio/wav") if rank < 2 else None
+
+    with_audio = build_report(fake_run, tmp_path / "a.html", clips=clips)
+    assert with_audio.file.audio == 2 * with_audio.significant and calls
+    assert with_audio.file.path.read_text().count("<audio controls") == with_audio.file.audio
+    calls.clear()
+    without = build_report(fake_run, tmp_path / "b.html", audio=False, clips=clips)
+    assert without.file.audio == 0 and calls == [] and "<audio" not in without.file.path.read_text()

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from whypop.app import ASSETS, figures, radar
 from whypop.app.context import AppContext
@@ -73,13 +73,17 @@ def plotly_js() -> str:
     return bundles[-1].read_text(encoding="utf-8")
 
 
+ClipRenderer = Callable[[int, int, int], "tuple[bytes, str] | None"]  # (extraction, concept, rank) -> (bytes, mime)
+
+
 def build_report(store: RunStore | str | os.PathLike, out: str | os.PathLike, extraction_id: int | None = None,
                  audio: bool = True, progress: Progress = null_progress,
-                 inline_limit: int = INLINE_LIMIT) -> ReportResult:
+                 inline_limit: int = INLINE_LIMIT, clips: ClipRenderer | None = None) -> ReportResult:
     """Write the report of ``extraction_id`` (None: the latest complete one) to ``out``.
 
-    ``audio``: embed the concepts' audio clips when the run can render them (no clip
-    renderer exists yet, so reports hold no audio either way). Raises NotFound for an
+    ``clips`` renders an example's audio clip (None when it has none); with ``audio``
+    each example gets a player under its images. Without a renderer (this version
+    renders no concept clips yet) the report holds no audio. Raises NotFound for an
     unknown extraction, WhypopError when the run has none.
     """
     started = time.perf_counter()
@@ -119,7 +123,8 @@ def build_report(store: RunStore | str | os.PathLike, out: str | os.PathLike, ex
         for c in concepts:
             if not c.significant:
                 continue
-            html_, n = _concept_section(doc, ctx, view, c, colors.get(genre, "#ff0000"), source, run)
+            html_, n = _concept_section(doc, ctx, view, c, colors.get(genre, "#ff0000"), source, run,
+                                        clips if audio else None)
             body.append(html_)
             examples += n
             done += 1
@@ -236,7 +241,7 @@ def _genre_header(record: dict, genre: str, concepts: list[Concept], color: str)
 
 
 def _concept_section(doc: ReportDocument, ctx: AppContext, view: ExtractionView, c: Concept, color: str,
-                     source: str, run: str) -> tuple[str, int]:
+                     source: str, run: str, clips: ClipRenderer | None) -> tuple[str, int]:
     data, eid = ctx.data, view.extraction_id
     examples = data.examples(eid, c.concept_id)
     tiles = []
@@ -253,7 +258,9 @@ def _concept_section(doc: ReportDocument, ctx: AppContext, view: ExtractionView,
             + doc.image(spec, f"spectrogram of {ex.song}")
             + doc.image(overlay, f"where patch {ex.rank + 1} of {c.name} lies in {ex.song}", "overlay", title=ex.song)
             + "</div></div>"
-            + f"<div class='song' title='{esc(ex.song)}'>{esc(ex.song)}</div></div>"
+            + f"<div class='song' title='{esc(ex.song)}'>{esc(ex.song)}</div>"
+            + _clip(doc, clips, eid, c, ex.rank)
+            + "</div>"
         )
     fig, caption, _style = radar.radar(ctx, eid, c.concept_id, source)
     badge = "<span class='badge ok'>significant</span>" if c.significant else "<span class='badge'>not significant</span>"
@@ -312,6 +319,18 @@ def _example_images(data: AppData, eid: int, concept_id: int, rank: int, color: 
     stored = Path(store.extraction(eid)["path"]) / "patches" / f"{concept_id}_{rank}.png"
     patch = stored.read_bytes() if stored.is_file() else encode(patch_image(spec, mask, box))
     return patch, spec_path.read_bytes(), overlay_png(mask, color)
+
+
+def _clip(doc: ReportDocument, clips: ClipRenderer | None, eid: int, c: Concept, rank: int) -> str:
+    """An audio player for one example, when a renderer gives it a clip."""
+    if clips is None:
+        return ""
+    try:
+        clip = clips(eid, c.concept_id, rank)
+    except (WhypopError, OSError, ValueError) as exc:
+        log.warning("no clip for concept %d example %d: %s", c.concept_id, rank, exc)
+        return ""
+    return "" if clip is None else doc.audio(clip[0], clip[1], f"example {rank + 1} of {c.name}")
 
 
 def _faithfulness(record: dict) -> Any:
