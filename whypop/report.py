@@ -36,8 +36,6 @@ EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/svg+xml": ".svg"
 _SCRIPT = r"""
 (function () {
   "use strict";
-  var media = JSON.parse(document.getElementById("wp-media").textContent);
-  document.querySelectorAll("[data-media]").forEach(function (el) { el.src = media[el.getAttribute("data-media")]; });
   function draw(div) {
     if (div.getAttribute("data-drawn")) return;
     div.setAttribute("data-drawn", "1");
@@ -47,14 +45,26 @@ _SCRIPT = r"""
     Plotly.newPlot(div, spec.figure.data || [], spec.figure.layout || {}, config);
   }
   var figs = Array.prototype.slice.call(document.querySelectorAll("div[data-fig]"));
-  if ("IntersectionObserver" in window) {
+  var lazy = "IntersectionObserver" in window;
+  if (lazy) {
     var seen = new IntersectionObserver(function (entries) {
       entries.forEach(function (e) { if (e.isIntersecting) { seen.unobserve(e.target); draw(e.target); } });
     }, {rootMargin: "400px 0px"});
     figs.forEach(function (d) { seen.observe(d); });
   } else { figs.forEach(draw); }
-  window.addEventListener("beforeprint", function () { figs.forEach(draw); });
-  window.whypopDrawAll = function () { figs.forEach(draw); };
+  // media after the first figures: images off screen decode when they come near (loading=lazy)
+  var media = JSON.parse(document.getElementById("wp-media").textContent);
+  var els = document.querySelectorAll("[data-media]");
+  for (var i = 0; i < els.length; i++) {
+    if (els[i].tagName === "IMG") els[i].loading = "lazy";
+    els[i].src = media[els[i].getAttribute("data-media")];
+  }
+  function all() {
+    figs.forEach(draw);
+    document.querySelectorAll("img").forEach(function (im) { im.loading = "eager"; });
+  }
+  window.addEventListener("beforeprint", all);
+  window.whypopDrawAll = all;
 })();
 """
 
