@@ -10,7 +10,8 @@
   "use strict";
   var SVG_ICON = {
     width: 1000, height: 1000,
-    path: "M100 100h800v800h-800z M180 620l200-260 160 200 110-130 170 190z",
+    // a picture frame (outer square, inner square wound the other way) holding a mountain: "vector image"
+    path: "M100 100h800v800h-800z M170 170v660h660v-660z M230 230l190 330 130-170 220 240v-400z",
     transform: "matrix(1 0 0 -1 0 1000)"
   };
 
