@@ -199,6 +199,11 @@ def test_download_job_builds_the_file(fake_run, tmp_path):  # noqa: F811
     path = download.report_path(RunStore(run), eid, read_only=False)
     assert path.parent == run / "cache" / "reports" and path.stat().st_size > 1_000_000
     assert any("building the report" in s[0] for s in seen)
+    # a second click sends the same file without rebuilding it
+    seen.clear()
+    mtime = path.stat().st_mtime_ns
+    assert download.build(str(run), False, eid, seen.append)[1] == {"extraction": eid}
+    assert seen == [] and path.stat().st_mtime_ns == mtime
     status, ready = download.build(str(run), False, 999, None)
     assert ready is download.no_update and "999" in str(status)
     status, ready = download.build(str(run), True, "1; rm -rf /", None)

@@ -7,11 +7,13 @@ background callback with its progress under the button, and the file goes to
 it runs in the request and the file goes to the temporary directory. When the file is
 written, a second callback sends it to the browser (``dcc.Download``). Only the
 extraction id travels through the browser: the server derives the file's path itself.
+A report already built for the same extraction, model and code is sent again at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any, Callable
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
+from whypop import __version__
 from whypop.app import ids
 from whypop.app.context import AppContext, as_id
 from whypop.errors import NotFound, WhypopError
@@ -40,14 +43,26 @@ def layout(ctx: AppContext):
     ], className="text-end")
 
 
+def download_name(store, extraction_id: int) -> str:
+    return f"{store.root.name}-extraction-{int(extraction_id)}.html"
+
+
 def report_path(store, extraction_id: int, read_only: bool) -> Path:
-    """Where the dashboard writes the report of an extraction (never a path from the browser)."""
+    """Where the dashboard writes the report of an extraction (never a path from the browser).
+
+    The name carries a digest of the extraction's record, its model and the code
+    version: a report already built for the same content is downloaded again without
+    being rebuilt, and anything stored later (faithfulness results, say) makes a new one.
+    """
+    record = store.extraction(extraction_id)  # NotFound for an unknown or unfinished extraction
+    model = next((m for m in store.models() if m["model_id"] == record.get("model_id")), None)
+    key = hashlib.sha1(json.dumps([record, model, __version__], sort_keys=True, default=str).encode()).hexdigest()[:12]
     if read_only:
         tag = hashlib.sha1(str(store.root.resolve()).encode()).hexdigest()[:12]
         folder = Path(tempfile.gettempdir()) / f"whypop-reports-{tag}"
     else:
         folder = store.root / "cache" / "reports"
-    return folder / f"{store.root.name}-extraction-{int(extraction_id)}.html"
+    return folder / f"{store.root.name}-extraction-{int(extraction_id)}-{key}.html"
 
 
 def build(run_root: str, read_only: bool, extraction_id: Any, set_progress: Callable[[tuple], None] | None) -> tuple:
@@ -68,7 +83,10 @@ def build(run_root: str, read_only: bool, extraction_id: Any, set_progress: Call
             set_progress((f"building the report: {event.label} {percent}%",))
 
     try:
-        result = build_report(store, report_path(store, eid, read_only), eid, progress=progress)
+        path = report_path(store, eid, read_only)
+        if path.is_file():  # built before for the same content
+            return f"report of extraction {eid}: {path.stat().st_size / 1e6:.1f} MB", {"extraction": eid}
+        result = build_report(store, path, eid, progress=progress)
     except (NotFound, WhypopError) as exc:
         return dbc.Alert(f"no report: {exc}", color="warning", className="py-1 px-2 mb-0"), no_update
     except Exception as exc:  # noqa: BLE001 - shown to the user
@@ -106,7 +124,10 @@ def register(app, ctx: AppContext, manager) -> None:
         eid = as_id((ready or {}).get("extraction")) if isinstance(ready, dict) else None
         if eid is None:
             return no_update
-        path = report_path(ctx.data.store, eid, read_only)
+        try:
+            path = report_path(ctx.data.store, eid, read_only)
+        except NotFound:
+            return no_update
         if not path.is_file():
             return no_update
-        return dcc.send_file(str(path), filename=path.name, type="text/html")
+        return dcc.send_file(str(path), filename=download_name(ctx.data.store, eid), type="text/html")
