@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app_fixtures import fake_run, make_fake_run  # noqa: F401 (fixture)
+from app_fixtures import fake_run  # noqa: F401 (fixture)
 from whypop import cli
 from whypop.app import download, export
 from whypop.app.model_figures import confusion_figure, faithfulness_curves, faithfulness_figure
