@@ -108,10 +108,12 @@ def test_png_and_svg_download_from_the_report(demo_report, offline_page):
     assert page.errors == [] and page.blocked == []
 
 
-def test_dashboard_figure_png_and_report_download(demo_run, chromium, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("read_only", [True, False], ids=["in-request", "background-job"])
+def test_dashboard_figure_png_and_report_download(demo_run, chromium, tmp_path, read_only):  # noqa: F811
     from whypop.app import create_app, ids
 
-    app = create_app(demo_run, read_only=True)  # no job manager: the report is built in the request
+    # read-only: no job manager, the report is built in the request; else a diskcache background job
+    app = create_app(demo_run, read_only=read_only)
     server = ThreadServer(app.server)
     context = chromium.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     errors = []
