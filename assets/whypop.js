@@ -3,7 +3,11 @@
  *    (and its cluster in panel 2) stand out, the rest fade; the selected concept gets a ring.
  *  - dash_clientside.whypop.focusRadar: hover a radar in panel 4 -> the others fade.
  *  - dash_clientside.whypop.seek: click the song's spectrogram -> the audio jumps there.
- *  - a requestAnimationFrame loop moving panel 5's playhead (shapes[0]) with the audio.
+ *  - a requestAnimationFrame loop moving panel 5's playhead (shapes[0]) with the audio; when the
+ *    player's source swaps between the song and a concept's solo / mute of the same song, the
+ *    playback position (and playing or not) carries over.
+ *  - panel 3: an example's play button plays its solo clip; "play all" plays the examples in
+ *    turn, the one playing highlighted (class whypop-playing).
  * Figures mark their traces with `meta` ("concepts", "clusters", "selected", ...); concept points
  * carry their concept id in customdata (see whypop/app/figures.py).
  */
@@ -160,6 +164,101 @@
     window.Plotly.relayout(gd, { "shapes[0].x0": t, "shapes[0].x1": t });
   }
 
+  // -- panel 5: the source swaps between the song and a concept's solo / mute: keep the position --
+  var lastSrc = null, lastTime = 0, lastPlaying = false;
+  function trackOf(src) {
+    // audio/<track> or listen/<extraction>/<concept>/song/<track>/<mode>.wav -> the track id
+    var parts = (src || "").split("?")[0].split("/");
+    var i = parts.lastIndexOf("song");
+    if (parts.indexOf("listen") >= 0 && i >= 0 && i + 1 < parts.length) { return parts[i + 1]; }
+    return parts.indexOf("audio") >= 0 ? parts[parts.length - 1] : null;
+  }
+  function follow(audio) {
+    var src = audio.getAttribute("src");
+    if (src !== lastSrc) {
+      if (lastSrc && src && trackOf(src) !== null && trackOf(src) === trackOf(lastSrc)) {
+        var t = lastTime, playing = lastPlaying;
+        audio.addEventListener("loadedmetadata", function () {
+          audio.currentTime = isFinite(audio.duration) ? Math.min(t, audio.duration) : t;
+          if (playing) {
+            var p = audio.play();
+            if (p && p.catch) { p.catch(function () { /* autoplay refused: the user presses play */ }); }
+          }
+        }, { once: true });
+      }
+      lastSrc = src;
+      return;
+    }
+    if (!audio.seeking && audio.readyState > 0) { lastTime = audio.currentTime; lastPlaying = !audio.paused; }
+  }
+
+  // -- panel 3: play one example, or all of them in turn ------------------------------------------
+  var queue = null, current = null;
+  function exampleAudio() { return document.querySelector("audio.whypop-example-audio"); }
+  function playAllButton(on) {
+    var b = document.querySelector(".whypop-play-all");
+    if (b) { b.textContent = on ? "■ stop" : "▶ play all"; b.classList.toggle("active", !!on); }
+  }
+  function mark(btn) {
+    document.querySelectorAll(".whypop-example.whypop-playing").forEach(function (el) { el.classList.remove("whypop-playing"); });
+    document.querySelectorAll(".whypop-play.active").forEach(function (el) { el.classList.remove("active"); el.textContent = "▶"; });
+    current = btn;
+    if (btn) {
+      var ex = btn.closest(".whypop-example");
+      if (ex) { ex.classList.add("whypop-playing"); }
+      btn.classList.add("active");
+      btn.textContent = "❚❚";
+    }
+  }
+  function stopExamples() {
+    var audio = exampleAudio();
+    if (audio && !audio.paused) { audio.pause(); }
+    queue = null;
+    mark(null);
+    playAllButton(false);
+  }
+  function playExample(btn) {
+    var audio = exampleAudio();
+    if (!audio || !btn) { return; }
+    var src = btn.getAttribute("data-src");
+    mark(btn);
+    if (audio.getAttribute("src") !== src) { audio.setAttribute("src", src); } else { audio.currentTime = 0; }
+    var p = audio.play();
+    if (p && p.catch) { p.catch(function () { if (current === btn) { stopExamples(); } }); }
+  }
+  function nextExample() {
+    while (queue && queue.length) {
+      var btn = queue.shift();
+      if (btn.isConnected) { playExample(btn); return; }
+    }
+    stopExamples();
+  }
+  document.addEventListener("click", function (ev) {
+    var target = ev.target && ev.target.closest ? ev.target : null;
+    if (!target) { return; }
+    var btn = target.closest(".whypop-play");
+    if (btn) {
+      ev.preventDefault();
+      var audio = exampleAudio();
+      if (current === btn && audio && !audio.paused) { stopExamples(); return; }
+      queue = null;
+      playAllButton(false);
+      playExample(btn);
+      return;
+    }
+    if (target.closest(".whypop-play-all")) {
+      ev.preventDefault();
+      if (queue) { stopExamples(); return; }
+      queue = Array.prototype.slice.call(document.querySelectorAll(".whypop-gallery .whypop-play"));
+      if (!queue.length) { queue = null; return; }
+      playAllButton(true);
+      nextExample();
+    }
+  });
+  document.addEventListener("ended", function (ev) {  // media events do not bubble: caught on the way down
+    if (ev.target === exampleAudio() && current) { if (queue) { nextExample(); } else { stopExamples(); } }
+  }, true);
+
   var hooked = null;
   function tick() {
     var audio = document.querySelector("audio.whypop-audio");
@@ -168,6 +267,8 @@
       ["pause", "seeked", "ended"].forEach(function (ev) { audio.addEventListener(ev, function () { settle(audio); }); });
       hooked = audio;
     }
+    if (audio) { follow(audio); }
+    if (current && !current.isConnected) { stopExamples(); }  // the gallery changed under the playing example
     var shape = playhead(gd);
     if (audio && shape && window.Plotly) {
       var t = clampTime(gd, audio);

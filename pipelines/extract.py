@@ -24,7 +24,7 @@ Protocol (all choices seeded by ``extract.seed`` and stored with the extraction)
   recognised by the absence of the others' signatures does not, and then no concept
   can honestly be expected on its signature). The top concept is the significant concept raising the class
   (TCAV score above 0.5) with the largest TCAV magnitude, among those not flagged as
-  silence or augmentation bands (see :func:`_top`).
+  silence or augmentation bands (see :mod:`whypop.ace.ranking`).
 
 Nothing is written before the inputs are validated; results go to a partial directory
 and become visible in one transaction at the end; a failure or a cancel leaves the
@@ -33,7 +33,6 @@ previous extractions as they were.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -46,15 +45,30 @@ from typing import Callable
 
 import numpy as np
 
+from pipelines.common import load_current
+from whypop import __version__
+from whypop.ace import flags, stats
+from whypop.ace.activations import ActivationCache, LayerProbe, digest, weights_digest
+from whypop.ace.extractor import ConceptExtractor, GenreImages, RandomSets
+from whypop.ace.patches import make_patches, mask_bbox
+from whypop.ace.planted import mask_overlap, region_mask, signature_reliance
+from whypop.ace.ranking import Candidate, top_concept
+from whypop.ace.segment import random_segment
+from whypop.ace.summary import concept_map
+from whypop.audio import encode_png
+from whypop.geometry import box_to_pixels
 from whypop.config import Config
 from whypop.errors import Cancelled, InputError, StoreError
+from whypop.model import get_layer
+from whypop.progress import Progress, ProgressEvent, null_progress
+from whypop.extraction_files import save_arrays, save_masks
+from whypop.results import ConceptRecord, ExtractionSummary, GenreSummary, Reliance
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
+STAGE = "extract"
 SPLITS = {"heldout": ("validation", "test"), "training": ("training",), "all": ("training", "validation", "test")}
-DARK_FLAGS = ("augmentation-band", "silence")
 ARTEFACT_OVERLAP = 0.5  # a concept sits on the planted artefact when half its patch pixels do
 RELIANCE_DROP = 0.5  # the model relies on a planted signature when hiding it costs this much probability
 
@@ -83,8 +97,6 @@ def _order(ids: list[str], seed: int, salt: str) -> list[str]:
 
 def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = None) -> Plan:
     """Check the inputs and choose every image; raises a WhypopError, writes nothing."""
-    from whypop.model import get_layer, load_current
-
     ex = cfg.extract
     ex.validate()
     loaded = load_current(store, ex.device)  # StoreError when the run has no model
@@ -147,8 +159,6 @@ def _image_size(store: RunStore, track_id: str) -> int:
 
 def training_mean(store: RunStore, track_ids: list[str], cache: bool = True) -> float:
     """Mean pixel of the training spectrograms (the patch fill value), cached by file identity."""
-    from whypop.ace.activations import digest
-
     files = []
     for t in track_ids:
         p = store.spectrogram_path(t)
@@ -170,8 +180,6 @@ def training_mean(store: RunStore, track_ids: list[str], cache: bool = True) -> 
 
 def code_version() -> str:
     """whypop's version, plus the git commit when the package runs from a checkout."""
-    from whypop import __version__
-
     repo = Path(__file__).resolve().parents[1]
     if (repo / ".git").exists():
         try:
@@ -190,7 +198,7 @@ def code_version() -> str:
 def run(
     cfg: Config,
     store: RunStore,
-    progress: Progress | None = None,
+    progress: Progress = null_progress,
     *,
     genres: list[str] | None = None,
     job_id: str | None = None,
@@ -210,7 +218,7 @@ def run(
     try:
         concepts, patches, timings, summary = _extract(plan, store, partial, progress, check)
         timings["total"] = time.perf_counter() - start
-        store.complete_extraction(extraction_id, concepts, patches, timings, summary)
+        store.complete_extraction(extraction_id, concepts, patches, timings, summary.to_dict())
     except Cancelled:
         store.fail_extraction(extraction_id, "cancelled", status="cancelled")
         raise
@@ -221,10 +229,7 @@ def run(
     return extraction_id
 
 
-def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | None, check: Callable[[], None]):
-    from whypop.ace.activations import ActivationCache, LayerProbe, weights_digest
-    from whypop.ace.extractor import ConceptExtractor, GenreImages, RandomSets
-
+def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress, check: Callable[[], None]):
     cfg, ex = plan.cfg, plan.cfg.extract
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -236,7 +241,7 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
                                  progress, check, ex.render_patches)
     unique = sorted({tid for s in plan.sets for tid in s})
     position = {tid: i for i, tid in enumerate(unique)}
-    random_images = _load(store, unique, "random sets: loading", progress, check)
+    random_images = _load(store, unique, progress, check, "random loading")
     timings["load"] = time.perf_counter() - t
     if ex.random_kind == "patches":
         t = time.perf_counter()
@@ -250,8 +255,8 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
         t = time.perf_counter()
         discovery_ids, score_ids = plan.images[g]
         images = GenreImages(
-            g, loaded.genres.index(g), discovery_ids, _load(store, discovery_ids, f"{g}: loading", progress, check),
-            score_ids, _load(store, score_ids, None, None, check),
+            g, loaded.genres.index(g), discovery_ids, _load(store, discovery_ids, progress, check, "loading", g),
+            score_ids, _load(store, score_ids, null_progress, check),
         )
         timings["load"] += time.perf_counter() - t
         result = extractor.fit_genre(images)
@@ -262,14 +267,10 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
         del images, result
     check()
     t = time.perf_counter()
-    if progress:
-        progress("summary", 0, 1)
-    concepts, patches, summary = writer.finish(random)
-    summary["fill_value"] = fill
-    summary["cache"] = {"hits": cache.hits, "misses": cache.misses}
-    summary["activation_shape"] = list(probe.output_shape(loaded.image_size))
-    if progress:
-        progress("summary", 1, 1)
+    progress(ProgressEvent(STAGE, "summary", 0, 1))
+    concepts, patches, summary = writer.finish(random, fill, {"hits": cache.hits, "misses": cache.misses},
+                                               probe.output_shape(loaded.image_size))
+    progress(ProgressEvent(STAGE, "summary", 1, 1))
     timings["summary"] = time.perf_counter() - t
     for k, v in extractor.timings_.items():
         timings[k] = timings.get(k, 0.0) + v
@@ -277,15 +278,12 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
 
 
 def random_patches(images: np.ndarray, track_ids: list[str], ex, fill: float, size: int,
-                   progress: Progress | None = None, check: Callable[[], None] = lambda: None) -> np.ndarray:
+                   progress: Progress = null_progress, check: Callable[[], None] = lambda: None) -> np.ndarray:
     """One random segment of each random spectrogram, made into a patch like the discovery ones.
 
     The segment is chosen by a generator seeded with ``extract.seed`` and the track id,
     so a track contributes the same patch to every set and every extraction.
     """
-    from whypop.ace.patches import make_patches
-    from whypop.ace.segment import random_segment
-
     out = np.empty((len(images), size, size), np.uint8)
     for i, (image, tid) in enumerate(zip(images, track_ids)):
         if i % 16 == 0:
@@ -293,19 +291,20 @@ def random_patches(images: np.ndarray, track_ids: list[str], ex, fill: float, si
         rng = np.random.default_rng([ex.seed, zlib.crc32(tid.encode())])
         mask = random_segment(image, ex.segments, rng, ex.compactness, ex.sigma)
         out[i] = make_patches(image, mask[None], fill, ex.patch_mode, size)[0]
-        if progress and (i + 1 == len(images) or i % 16 == 0):
-            progress("random sets: patches", i + 1, len(images))
+        if i + 1 == len(images) or i % 16 == 0:
+            progress(ProgressEvent(STAGE, "random patches", i + 1, len(images)))
     return out
 
 
-def _load(store: RunStore, ids: list[str], stage: str | None, progress: Progress | None, check) -> np.ndarray:
+def _load(store: RunStore, ids: list[str], progress: Progress, check, step: str = "loading",
+          genre: str | None = None) -> np.ndarray:
     out = []
     for i, tid in enumerate(ids):
         if i % 64 == 0:
             check()
         out.append(store.load_spectrogram(tid))
-        if progress and stage and (i + 1 == len(ids) or i % 16 == 0):
-            progress(stage, i + 1, len(ids))
+        if i + 1 == len(ids) or i % 16 == 0:
+            progress(ProgressEvent(STAGE, step, i + 1, len(ids), genre))
     return np.stack(out) if out else np.zeros((0, 0, 0), np.uint8)
 
 
@@ -319,15 +318,13 @@ class _Writer:
         self.mean_cavs: list[np.ndarray] = []
         self.tcav: list[np.ndarray] = []
         self.null: dict[str, np.ndarray] = {}
-        self.genres: dict[str, dict] = {}
-        self.extra: list[dict] = []  # per concept: darkness, planted overlaps, accuracy (same order)
+        self.genres: dict[str, GenreSummary] = {}
+        self.planted: set[str] = set()  # genres whose discovery songs have planted regions (the demo)
+        self.records: list[ConceptRecord] = []  # per concept, in the order of self.concepts
         audio = store.stored_config()
         self.audio = audio.audio if audio is not None else plan.cfg.audio
 
     def _regions(self, track_id: str, shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
-        from whypop.ace.planted import region_mask
-        from whypop.audio import box_to_pixels
-
         planted = self.store.planted(track_id)
         if not planted:
             return None, None
@@ -338,12 +335,6 @@ class _Writer:
         return region_mask(shape, boxes["signature"]), region_mask(shape, boxes["artefact"])
 
     def add_genre(self, result, images) -> None:
-        from whypop.ace import flags, stats
-        from whypop.ace.patches import mask_bbox
-        from whypop.ace.planted import mask_overlap
-        from whypop.audio import encode_png
-        from whypop.results import save_masks
-
         g = result.genre
         refs = [save_masks(self.partial, tid, m) for tid, m in zip(images.discovery_ids, result.masks)]
         shape = images.discovery.shape[1:]
@@ -382,47 +373,43 @@ class _Writer:
                 "p_value": float(result.p_values[ci]), "significant": bool(result.significant[ci]),
                 "flags": flag_list, "n_patches": int(len(c.members)),
             })
-            self.extra.append({
-                "black_share": result.darkness[ci].black_share, "band_share": result.darkness[ci].band_share,
-                "signature_overlap": float(np.mean(sig_vals)) if sig_vals else None,
-                "artefact_overlap": float(np.mean(art_vals)) if art_vals else None,
-                "cav_accuracy": float(result.accuracy[ci]), "n_images": int(c.n_images),
-                "magnitude": float(result.magnitude[ci]),
-            })
+            self.records.append(ConceptRecord(
+                cid, black_share=result.darkness[ci].black_share, band_share=result.darkness[ci].band_share,
+                signature_overlap=float(np.mean(sig_vals)) if sig_vals else None,
+                artefact_overlap=float(np.mean(art_vals)) if art_vals else None,
+                cav_accuracy=float(result.accuracy[ci]), n_images=int(c.n_images),
+                magnitude=float(result.magnitude[ci]),
+            ))
         self.mean_cavs.append(result.mean_cavs)
         self.tcav.append(result.tcav)
         self.null[g] = result.null
         chance = None
         if planted:
             chance = float(np.mean(np.concatenate([o for o in sig_overlap if o is not None])))
-        self.genres[g] = {
-            "discovery": list(images.discovery_ids), "score": list(images.score_ids),
-            "n_patches": int(len(result.patch_image)), "n_concepts": len(result.concepts),
-            "n_significant": int(np.sum(result.significant)), "chance": chance,
-            "null_mean": float(result.null.mean()), "null_cav_accuracy": result.null_accuracy,
-            "_planted": planted, "_first": first,
-        }
+        if planted:
+            self.planted.add(g)
+        self.genres[g] = GenreSummary(
+            discovery=tuple(images.discovery_ids), score=tuple(images.score_ids),
+            n_patches=int(len(result.patch_image)), n_concepts=len(result.concepts),
+            n_significant=int(np.sum(result.significant)), chance=chance,
+            null_mean=float(result.null.mean()), null_cav_accuracy=result.null_accuracy,
+        )
 
     def reliance(self, genre: str, images, loaded, fill: float) -> None:
         """Demo ground truth: does the model need the genre's planted signature? (score images)"""
-        from whypop.ace.planted import signature_reliance
-
         regions = [self._regions(tid, images.score.shape[1:])[0] for tid in images.score_ids]
         if any(r is None for r in regions) or not len(regions):
             return
         full, occluded = signature_reliance(loaded.model, images.score, regions, images.class_index, fill, loaded.device)
-        self.genres[genre]["reliance"] = {
-            "p_full": round(full, 4), "p_signature_hidden": round(occluded, 4),
-            "relies_on_signature": bool(full - occluded >= RELIANCE_DROP),
-            "rule": f"the mean probability of the genre on its score images drops by at least {RELIANCE_DROP} "
-                    f"when the planted signature is filled with the training mean",
-        }
+        self.genres[genre] = dataclasses.replace(self.genres[genre], reliance=Reliance(
+            p_full=round(full, 4), p_signature_hidden=round(occluded, 4),
+            relies_on_signature=bool(full - occluded >= RELIANCE_DROP),
+            rule=f"the mean probability of the genre on its score images drops by at least {RELIANCE_DROP} "
+                 f"when the planted signature is filled with the training mean",
+        ))
 
-    def finish(self, random) -> tuple[list[dict], list[dict], dict]:
-        from whypop.ace import flags
-        from whypop.ace.summary import concept_map
-        from whypop.results import save_arrays
-
+    def finish(self, random, fill: float, cache: dict, activation_shape: tuple[int, ...]
+               ) -> tuple[list[dict], list[dict], ExtractionSummary]:
         sc = self.plan.cfg.summary
         K = len(self.concepts)
         R = random.experiments
@@ -451,23 +438,20 @@ class _Writer:
         genres = {}
         for g, info in self.genres.items():
             mine = [i for i, c in enumerate(self.concepts) if c["genre"] == g]
-            null = info["null_mean"]
-            top = _top(self.concepts, self.extra, mine, null, exclude_dark=True)
-            top_any = _top(self.concepts, self.extra, mine, null, exclude_dark=False)
-            overlap = None
-            if info["_planted"] and top is not None:
-                overlap = self.extra[top]["signature_overlap"]
-            genres[g] = {k: v for k, v in info.items() if not k.startswith("_")}
-            genres[g].update({
-                "top_concept": None if top is None else self.concepts[top]["concept_id"],
-                "top_concept_any": None if top_any is None else self.concepts[top_any]["concept_id"],
-                "overlap": overlap,
-            })
-        summary = {
-            "layer": self.ex.layer,
-            "patch_mode": self.ex.patch_mode, "cav_mode": self.ex.cav_mode, "tcav_gradient": self.ex.tcav_gradient,
-            "genres": genres,
-            "random": {
+            candidates = [Candidate(self.concepts[i]["significant"], self.concepts[i]["tcav_mean"],
+                                    self.records[i].magnitude, flags.is_dark(self.concepts[i]["flags"])) for i in mine]
+            top = top_concept(candidates, info.null_mean, exclude_dark=True)
+            top_any = top_concept(candidates, info.null_mean, exclude_dark=False)
+            genres[g] = dataclasses.replace(
+                info,
+                top_concept=None if top is None else self.concepts[mine[top]]["concept_id"],
+                top_concept_any=None if top_any is None else self.concepts[mine[top_any]]["concept_id"],
+                overlap=self.records[mine[top]].signature_overlap if g in self.planted and top is not None else None,
+            )
+        summary = ExtractionSummary(
+            layer=self.ex.layer, patch_mode=self.ex.patch_mode, cav_mode=self.ex.cav_mode,
+            tcav_gradient=self.ex.tcav_gradient, genres=genres,
+            random={
                 "kind": self.ex.random_kind,
                 "protocol": f"{R + 1} sets of {self.ex.random_set_size} spectrograms drawn without replacement "
                             f"from the {'/'.join(SPLITS[self.ex.random_split])} tracks of every genre minus all "
@@ -478,35 +462,33 @@ class _Writer:
                 "pool": len(self.plan.pool), "experiments": R, "set_size": self.ex.random_set_size,
                 "sets": [list(s) for s in self.plan.sets],
             },
-            "significance": {
+            significance={
                 "test": "paired t-test (scipy ttest_rel, two-sided) of each concept's R TCAV scores against "
                         "the genre's random-vs-random scores",
                 "alpha": self.ex.significance, "correction": self.ex.correction, "family": "the concepts of a genre",
             },
-            "artefact": self._artefact(),
-            "concepts": [
-                {"concept_id": c["concept_id"], **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()}}
-                for c, e in zip(self.concepts, self.extra)
-            ],
-            "clusters": len(cmap.cluster_ids),
-        }
+            artefact=self._artefact(),
+            concepts=tuple(self.records),
+            clusters=len(cmap.cluster_ids),
+            fill_value=fill, cache=cache, activation_shape=tuple(activation_shape),
+        )
         return self.concepts, self.patches, summary
 
     def _artefact(self) -> dict:
         """Concepts flagged as silence / bands, and the check against planted artefacts (demo)."""
         flagged, on_planted = [], []
-        for c, e in zip(self.concepts, self.extra):
-            dark = [f["flag"] for f in c["flags"] if f["flag"] in DARK_FLAGS]
+        for c, e in zip(self.concepts, self.records):
+            dark = [f["flag"] for f in c["flags"] if f["flag"] in flags.DARK_FLAGS]
             if dark:
                 flagged.append({"concept_id": c["concept_id"], "genre": c["genre"], "flag": dark[0],
-                                "black_share": round(e["black_share"], 4), "band_share": round(e["band_share"], 4),
+                                "black_share": round(e.black_share, 4), "band_share": round(e.band_share, 4),
                                 "tcav_mean": c["tcav_mean"], "significant": c["significant"],
-                                "planted_overlap": None if e["artefact_overlap"] is None else round(e["artefact_overlap"], 4)})
-            if e["artefact_overlap"] is not None and e["artefact_overlap"] >= ARTEFACT_OVERLAP:
+                                "planted_overlap": None if e.artefact_overlap is None else round(e.artefact_overlap, 4)})
+            if e.artefact_overlap is not None and e.artefact_overlap >= ARTEFACT_OVERLAP:
                 on_planted.append({"concept_id": c["concept_id"], "genre": c["genre"],
-                                   "overlap": round(e["artefact_overlap"], 4),
-                                   "black_share": round(e["black_share"], 4), "flagged": bool(dark)})
-        planted = any(e["artefact_overlap"] is not None for e in self.extra)  # the run has ground truth
+                                   "overlap": round(e.artefact_overlap, 4),
+                                   "black_share": round(e.black_share, 4), "flagged": bool(dark)})
+        planted = any(e.artefact_overlap is not None for e in self.records)  # the run has ground truth
         return {
             "rule": f"flagged when at least {self.ex.black_share:.0%} of the concept's patch pixels are black "
                     f"(<= {self.ex.black_level}/255)",
@@ -516,82 +498,3 @@ class _Writer:
             "on_planted": on_planted if planted else None,
             "flagged_on_planted": [p["concept_id"] for p in on_planted if p["flagged"]] if planted else None,
         }
-
-
-def _top(concepts: list[dict], extra: list[dict], indices: list[int], null_mean: float,
-         exclude_dark: bool) -> int | None:
-    """Index of the most important concept of a genre, or None.
-
-    Candidates are the significant concepts that push the class up: mean TCAV score
-    above 0.5 and above the random null's mean (the test is two-sided, and a concept
-    scoring 0.55 against a null of 0.9 is significant for being *less* important than
-    a random direction). The sign-count score saturates (many concepts score 1.0 once the score
-    images' gradients agree), so candidates are ranked by the TCAV magnitude, the mean
-    directional derivative along their CAVs: how strongly they raise the class logit.
-    """
-    best = None
-    for i in indices:
-        c = concepts[i]
-        if not c["significant"] or c["tcav_mean"] <= max(0.5, null_mean):
-            continue
-        if exclude_dark and any(f["flag"] in DARK_FLAGS for f in c["flags"]):
-            continue
-        if best is None or extra[i]["magnitude"] > extra[best]["magnitude"]:
-            best = i
-    return best
-
-
-# -- command line ------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (or a preset name: demo, fma_small)")
-    p.add_argument("--genres", nargs="+", metavar="GENRE", help="only these genres (default: all)")
-    p.add_argument("--layer", help="bottleneck layer, e.g. layer4.2.conv2")
-    p.add_argument("--clusters", type=int, metavar="N", help="k-means clusters per genre")
-    p.add_argument("--segments", type=int, nargs="+", metavar="N", help="SLIC resolutions, e.g. 10 15 25")
-    p.add_argument("--random-experiments", type=int, metavar="N", help="random sets (TCAV experiments)")
-    p.add_argument("--discovery-images", type=int, metavar="N", help="spectrograms segmented per genre")
-    p.add_argument("--patch-mode", choices=("faithful", "inplace"), help="crop and resize, or masked full frame")
-    p.add_argument("--cav-mode", choices=("fast", "exact"), help="batched solve, or sklearn per pair")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
-
-
-def _flag_overrides(args: argparse.Namespace) -> dict:
-    mapping = {"layer": "layer", "clusters": "n_clusters", "segments": "segments",
-               "random_experiments": "random_experiments", "discovery_images": "discovery_images",
-               "patch_mode": "patch_mode", "cav_mode": "cav_mode"}
-    out = {}
-    for attr, key in mapping.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            out[key] = list(value) if isinstance(value, (list, tuple)) else value
-    return out
-
-
-def main(args: argparse.Namespace) -> int:
-    from whypop.cli import StageBars, load_cli_config
-    from whypop.config import merge
-
-    store = RunStore(args.run)
-    cfg = load_cli_config(args, store=store)
-    flags_ = _flag_overrides(args)
-    if flags_:
-        cfg = merge(cfg, {"extract": flags_}, origin="command line").validate()
-    with StageBars() as progress:
-        extraction_id = run(cfg, store, progress, genres=args.genres)
-    ex = store.extraction(extraction_id)
-    summary = ex["summary"]
-    n = len(store.concepts(extraction_id))
-    print(f"extraction {extraction_id} complete in {ex['timings']['total']:.1f} s: {n} concepts "
-          f"(`whypop status --run {args.run}`)")
-    for genre, g in summary["genres"].items():
-        line = f"  {genre}: {g['n_concepts']} concepts, {g['n_significant']} significant"
-        if g.get("overlap") is not None:
-            line += f"; top concept overlaps planted signature {g['overlap']:.2f} (chance {g['chance']:.2f})"
-        print(line)
-    for f in summary["artefact"]["flagged"]:
-        print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: {f['black_share']:.0%} black")
-    return 0
-

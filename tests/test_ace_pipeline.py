@@ -31,7 +31,7 @@ def _config(**extract):
 
 
 def _spectrogram(genre: str, index: int, cfg) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    from whypop.audio import box_to_pixels
+    from whypop.geometry import box_to_pixels
 
     rng = np.random.default_rng([GENRES.index(genre), index])
     img = np.clip(rng.normal(110, 15, (SIZE, SIZE)), 0, 255)
@@ -84,8 +84,8 @@ def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ace") / "run"
     store = _build_run(root)
     stages = []
-    pipelines.extract.run(_config(), store, lambda stage, done, total: stages.append(stage))
-    (root / "stages.json").write_text(json.dumps(sorted(set(stages))))
+    pipelines.extract.run(_config(), store, lambda e: stages.append((e.stage, e.step, e.genre)))
+    (root / "stages.json").write_text(json.dumps(sorted(set(stages), key=str)))
     store.close()
     return root
 
@@ -98,7 +98,7 @@ def _visible(store: RunStore) -> tuple[int, list[str]]:
 
 
 def test_extraction_follows_the_file_contract(tiny_run):
-    from whypop.results import load_arrays, load_mask
+    from whypop.extraction_files import load_arrays, load_mask
 
     store = RunStore(tiny_run)
     ex = store.extraction()
@@ -146,7 +146,9 @@ def test_extraction_follows_the_file_contract(tiny_run):
     assert ex["code_version"].startswith(__import__("whypop").__version__)
     assert ex["params"]["extract"]["layer"] == "layer2.1"
     stages = json.loads((tiny_run / "stages.json").read_text())
-    assert "random sets: activations" in stages and "Alpha: CAVs" in stages and "summary" in stages
+    stages = [tuple(s) for s in stages]
+    assert ("extract", "random activations", None) in stages and ("extract", "CAVs", "Alpha") in stages
+    assert ("extract", "summary", None) in stages
 
 
 def test_rerun_hits_the_activation_cache_and_gives_the_same_result(tiny_run):

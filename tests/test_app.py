@@ -280,7 +280,7 @@ def test_gunicorn_config(monkeypatch):
 def test_serve_command(fake_run, monkeypatch):  # noqa: F811
     import dash
 
-    import pipelines.serve as serve
+    import whypop.commands.serve as serve
 
     seen = {}
     monkeypatch.setattr(dash.Dash, "run", lambda self, **kw: seen.update(kw, prefix=self.config.requests_pathname_prefix))

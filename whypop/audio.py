@@ -588,40 +588,6 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-# -- coordinates: seconds and Hz <-> image pixels -----------------------------------------
-
-
-def hz_to_mel(hz: float | np.ndarray) -> float | np.ndarray:
-    """Slaney mel scale (as librosa and torchaudio's mel_scale='slaney')."""
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    mel = hz / f_sp
-    return np.where(hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-9) / min_log_hz) / logstep, mel)
-
-
-def box_to_pixels(t0: float, t1: float, f0: float, f1: float, cfg: AudioConfig) -> tuple[int, int, int, int]:
-    """A time-frequency box (seconds, Hz) -> pixel box (x0, y0, x1, y1), y0 at the top row.
-
-    Time maps linearly over the kept duration; frequency through the mel scale up to
-    the Nyquist frequency, with low frequencies at the bottom of the image.
-    """
-    size = cfg.image_size
-    top = float(hz_to_mel(cfg.sample_rate / 2))
-    x0 = int(np.floor(np.clip(t0 / cfg.duration, 0, 1) * size))
-    x1 = int(np.ceil(np.clip(t1 / cfg.duration, 0, 1) * size))
-    m0 = float(hz_to_mel(max(f0, 0.0))) / top
-    m1 = float(hz_to_mel(min(f1, cfg.sample_rate / 2))) / top
-    y0 = int(np.floor((1 - min(m1, 1.0)) * size))
-    y1 = int(np.ceil((1 - max(m0, 0.0)) * size))
-    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
-
-
-def pixel_to_seconds(x: float, cfg: AudioConfig) -> float:
-    """Image column -> seconds from the clip start."""
-    return float(x) / cfg.image_size * cfg.duration
-
-
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]

@@ -29,11 +29,13 @@ import sqlite3
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from whypop.config import Config, config_from_dict
 from whypop.errors import NotFound, StoreError
+from whypop.ids import parse_id
+from whypop.tracks import PlantedRegion, Track
 
 SCHEMA_VERSION = 1
 DB_NAME = "run.sqlite"
@@ -138,49 +140,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     host TEXT,
     heartbeat REAL,                 -- last sign of life from the process running it
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    extraction_id INTEGER
+    extraction_id INTEGER,
+    step TEXT,                      -- the running step (whypop.results.JobProgress)
+    genre TEXT,
+    done INTEGER,
+    total INTEGER
 );
 """
+
+# columns added after a table's first version: (table, column, type), added to older stores on open
+_ADDED_COLUMNS = (("jobs", "step", "TEXT"), ("jobs", "genre", "TEXT"), ("jobs", "done", "INTEGER"),
+                  ("jobs", "total", "INTEGER"))
 
 TRACK_COLUMNS = (
     "track_id", "genre", "split", "source", "title", "artist", "status", "error",
     "duration", "sample_rate", "channels", "spectrogram", "prepared_at",
 )
-
-
-@dataclass(frozen=True)
-class Track:
-    track_id: str
-    genre: str
-    split: str
-    source: str
-    title: str = ""
-    artist: str = ""
-    status: str = "pending"
-    error: str | None = None
-    duration: float | None = None
-    sample_rate: int | None = None
-    channels: int | None = None
-    spectrogram: str | None = None
-    prepared_at: float | None = None
-
-    @property
-    def name(self) -> str:
-        """A display name: 'Artist - Title' when known, the id otherwise."""
-        if self.title:
-            return f"{self.artist} - {self.title}" if self.artist else self.title
-        return self.track_id
-
-
-@dataclass(frozen=True)
-class PlantedRegion:
-    track_id: str
-    kind: str
-    label: str
-    t0: float
-    t1: float
-    f0: float
-    f1: float
 
 
 class RunStore:
@@ -196,6 +171,9 @@ class RunStore:
         self._local = threading.local()
         self.db.executescript(_SCHEMA)
         with self.transaction() as db:
+            for table, column, kind in _ADDED_COLUMNS:
+                if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -255,10 +233,8 @@ class RunStore:
         root = self.get_meta("audio_root")
         return Path(root) if root else None
 
-    def stored_config(self):
+    def stored_config(self) -> Config | None:
         """The configuration this run was prepared with (a Config), or None."""
-        from whypop.config import config_from_dict
-
         data = self.get_meta("config")
         return None if data is None else config_from_dict(data)
 
@@ -368,7 +344,7 @@ class RunStore:
 
     def load_spectrogram(self, track_id: str):
         """The track's spectrogram as a uint8 array (H, W), row 0 = highest frequency."""
-        import numpy as np
+        import numpy as np  # not at the top: `whypop status` opens the store without numpy
         from PIL import Image
 
         with Image.open(self.spectrogram_path(track_id)) as im:
@@ -546,10 +522,7 @@ class RunStore:
             if row is None:
                 raise NotFound("this run has no complete extraction yet (run `whypop extract`)")
             return self._extraction_dict(row)
-        try:
-            eid = int(extraction_id)
-        except (TypeError, ValueError):
-            raise NotFound(f"unknown extraction id {extraction_id!r}") from None
+        eid = parse_id(extraction_id, "extraction")
         row = self.db.execute(
             "SELECT * FROM extractions WHERE extraction_id=? AND status='complete'", (eid,)
         ).fetchone()
@@ -566,7 +539,7 @@ class RunStore:
 
     def concepts(self, extraction_id: int) -> list[dict]:
         rows = self.db.execute(
-            "SELECT * FROM concepts WHERE extraction_id=? ORDER BY genre, concept_id", (_int_id(extraction_id, "extraction"),)
+            "SELECT * FROM concepts WHERE extraction_id=? ORDER BY genre, concept_id", (parse_id(extraction_id, "extraction"),)
         ).fetchall()
         out = []
         for r in rows:
@@ -577,12 +550,9 @@ class RunStore:
         return out
 
     def concept(self, extraction_id: int, concept_id: int | str) -> dict:
-        try:
-            cid = int(concept_id)
-        except (TypeError, ValueError):
-            raise NotFound(f"unknown concept id {concept_id!r}") from None
+        cid = parse_id(concept_id, "concept")
         row = self.db.execute(
-            "SELECT * FROM concepts WHERE extraction_id=? AND concept_id=?", (_int_id(extraction_id, "extraction"), cid)
+            "SELECT * FROM concepts WHERE extraction_id=? AND concept_id=?", (parse_id(extraction_id, "extraction"), cid)
         ).fetchone()
         if row is None:
             raise NotFound(f"unknown concept id {concept_id!r} in extraction {extraction_id}")
@@ -592,10 +562,10 @@ class RunStore:
         return d
 
     def patches(self, extraction_id: int, concept_id: int | None = None, track_id: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM patches WHERE extraction_id=?", [_int_id(extraction_id, "extraction")]
+        sql, args = "SELECT * FROM patches WHERE extraction_id=?", [parse_id(extraction_id, "extraction")]
         if concept_id is not None:
             sql += " AND concept_id=?"
-            args.append(_int_id(concept_id, "concept"))
+            args.append(parse_id(concept_id, "concept"))
         if track_id is not None:
             sql += " AND track_id=?"
             args.append(str(track_id))
@@ -655,15 +625,8 @@ class RunStore:
                 for e in self.extractions(status=None)
             ],
             "jobs": [
-                {k: j[k] for k in ("job_id", "kind", "status", "stage", "progress", "started_by", "created", "finished", "error", "extraction_id")}
+                {k: j[k] for k in ("job_id", "kind", "status", "stage", "step", "genre", "done", "total", "progress",
+                                   "started_by", "created", "finished", "error", "extraction_id")}
                 for j in jobs
             ],
         }
-
-
-def _int_id(value: Any, what: str) -> int:
-    """An integer id from a caller (maybe a request string); NotFound when it is not one."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise NotFound(f"unknown {what} id {value!r}") from None

@@ -32,10 +32,11 @@ from whypop.ace.patches import make_patches
 from whypop.ace.segment import segment_masks
 from whypop.ace.tcav import sign_count
 from whypop.config import ExtractConfig
+from whypop.progress import Progress, ProgressEvent, null_progress
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
+STAGE = "extract"  # the stage named in the progress events
 MIN_AREA = 0.001  # ACE: masks of at most 0.1% of the image are dropped
 MAX_IOU = 0.5  # ACE: a mask overlapping an earlier resolution's mask more than this is dropped
 
@@ -89,7 +90,7 @@ class ConceptExtractor:
 
     ``probe`` gives activations and gradients; ``fill`` is the pixel value outside a
     segment (the training set's mean); ``cache`` stores activations on disk;
-    ``progress(stage, done, total)`` reports work; ``check()`` raises to cancel.
+    ``progress`` receives :class:`~whypop.progress.ProgressEvent` values of stage ``"extract"``; ``check()`` raises to cancel.
     """
 
     def __init__(
@@ -100,7 +101,7 @@ class ConceptExtractor:
         image_size: int,
         cache: ActivationCache | None = None,
         weights_key: str = "",
-        progress: Progress | None = None,
+        progress: Progress = null_progress,
         check: Callable[[], None] | None = None,
         render: int = 10,
     ):
@@ -126,27 +127,26 @@ class ConceptExtractor:
         finally:
             self.timings_[stage] = self.timings_.get(stage, 0.0) + time.perf_counter() - start
 
-    def _tick(self, stage: str) -> Callable[[int, int], None]:
+    def _tick(self, step: str, genre: str | None = None) -> Callable[[int, int], None]:
         def tick(done: int, total: int) -> None:
-            if self.progress is not None:
-                self.progress(stage, done, total)
+            self.progress(ProgressEvent(STAGE, step, done, total, genre))
 
         return tick
 
-    def _activations(self, images: np.ndarray, stage: str) -> np.ndarray:
+    def _activations(self, images: np.ndarray, step: str, genre: str | None = None) -> np.ndarray:
         key = digest("activations", self.weights_key, self.probe.layer, images)
         shape = (len(images), *self.probe.output_shape(self.image_size))
-        tick = self._tick(stage)
+        tick = self._tick(step, genre)
         tick(0, len(images))
         out = self.cache.compute(key, shape, lambda out: self.probe.activations(images, out, tick, self.check))
         tick(len(images), len(images))
         return out
 
-    def _gradients(self, images: np.ndarray, class_index: int, stage: str) -> np.ndarray:
+    def _gradients(self, images: np.ndarray, class_index: int, genre: str) -> np.ndarray:
         mode = self.cfg.tcav_gradient
         key = digest("gradients", self.weights_key, self.probe.layer, mode, int(class_index), images)
         shape = (len(images), *self.probe.output_shape(self.image_size))
-        tick = self._tick(stage)
+        tick = self._tick("gradients", genre)
         tick(0, len(images))
         out = self.cache.compute(
             key, shape, lambda out: self.probe.gradients(images, class_index, mode, out, tick, self.check)
@@ -160,7 +160,7 @@ class ConceptExtractor:
         if random.experiments < 2:
             raise ValueError("at least 2 random experiments are needed (plus the null set)")
         with self._timed("random"):
-            self._random_acts = self._activations(random.images, "random sets: activations")
+            self._random_acts = self._activations(random.images, "random activations")
         self.random_ = random
         return self
 
@@ -172,7 +172,7 @@ class ConceptExtractor:
         self.check()
         masks: list[np.ndarray] = []
         with self._timed("segment"):
-            tick = self._tick(f"{g}: segments")
+            tick = self._tick("segments", g)
             for i, image in enumerate(images.discovery):
                 self.check()
                 masks.append(segment_masks(image, cfg.segments, cfg.compactness, cfg.sigma, MIN_AREA, MAX_IOU))
@@ -186,7 +186,7 @@ class ConceptExtractor:
         if len(patches) == 0:
             raise ValueError(f"genre {g}: SLIC produced no segments")
         with self._timed("activations"):
-            acts = self._activations(patches, f"{g}: activations")
+            acts = self._activations(patches, "activations", g)
         self.check()
         with self._timed("cluster"):
             if cfg.patch_mode == "inplace":  # the response to the segment, where it is
@@ -198,10 +198,10 @@ class ConceptExtractor:
             )
         log.info("%s: %d patches, %d concepts", g, len(patches), len(concepts))
         with self._timed("gradients"):
-            grads = self._gradients(images.score, images.class_index, f"{g}: gradients")
+            grads = self._gradients(images.score, images.class_index, g)
         self.check()
         with self._timed("cav"):
-            fit = self._fit_cavs(acts, concepts, f"{g}: CAVs")
+            fit = self._fit_cavs(acts, concepts, g)
         self.check()
         R = self.random_.experiments
         K = len(concepts)
@@ -230,7 +230,7 @@ class ConceptExtractor:
             null_accuracy=float(fit.accuracy[K * R :].mean()), darkness=dark, renders=renders,
         )
 
-    def _fit_cavs(self, acts: np.ndarray, concepts: list[Concept], stage: str) -> cavs_mod.CavFit:
+    def _fit_cavs(self, acts: np.ndarray, concepts: list[Concept], genre: str) -> cavs_mod.CavFit:
         """All CAVs of the genre in one call: concepts x random sets, then null x random sets."""
         random = self.random_
         assert random is not None and self._random_acts is not None
@@ -244,7 +244,7 @@ class ConceptExtractor:
             positive = np.arange(starts[ci], starts[ci + 1])
             pairs.extend(cavs_mod.CavPair(positive, offset + s) for s in random.sets[1:])
         pairs.extend(cavs_mod.CavPair(offset + random.sets[0], offset + s) for s in random.sets[1:])
-        return cavs_mod.fit_cavs(X, pairs, self.cfg.cav_mode, seed=self.cfg.seed, tick=self._tick(stage),
+        return cavs_mod.fit_cavs(X, pairs, self.cfg.cav_mode, seed=self.cfg.seed, tick=self._tick("CAVs", genre),
                                  device=str(self.probe.device))
 
     def _darkness(self, discovery, masks, patch_image, patch_segment, concepts) -> list[flags.Darkness]:

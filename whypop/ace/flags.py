@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+DARK_FLAGS = ("augmentation-band", "silence")  # the patches are mostly black: not music
 BAND_FILL = 0.9  # a row or column is a band when this share of its pixels is black
 
 
@@ -91,3 +92,8 @@ def lonely_flags(
             for i in members:
                 out[int(i)] = {"flag": "lonely-cluster", "reason": reason}
     return out
+
+
+def is_dark(concept_flags: Sequence[dict]) -> bool:
+    """Whether a concept carries a silence or augmentation-band flag."""
+    return any(f.get("flag") in DARK_FLAGS for f in concept_flags)

@@ -5,7 +5,8 @@ concepts within a song), each a module with its layout and callbacks; figures co
 pure builders in :mod:`whypop.app.figures`; images and audio from routes in
 :mod:`whypop.app.routes`. Every callback is registered on the app built here (no global
 app), so one process can build several apps, e.g. under different prefixes on one Flask
-server. The app only reads the store.
+server. The app only reads the store, except that concept audio (:mod:`whypop.listen`) is
+cached under its extraction once rendered.
 
 Embedding::
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from whypop.app.data import AppData
+from whypop.errors import NotFound
+from whypop.ids import parse_id
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,22 @@ class AppContext:
     def audio_url(self, track_id: str) -> str:
         return self.url(f"audio/{quote(track_id, safe='')}")
 
+    def listen_url(self, extraction_id: int, concept_id: int, rank: int, mode: str = "solo") -> str:
+        """A concept example as sound (``mode`` solo or without)."""
+        return self.url(f"listen/{int(extraction_id)}/{int(concept_id)}/{int(rank)}/{quote(mode, safe='')}.wav")
+
+    def listen_song_url(self, extraction_id: int, concept_id: int, track_id: str, mode: str = "solo") -> str:
+        """A concept's regions within a song as sound, over the song's whole analysed window."""
+        return self.url(f"listen/{int(extraction_id)}/{int(concept_id)}/song/{quote(track_id, safe='')}/"
+                        f"{quote(mode, safe='')}.wav")
+
 
 def as_id(value: object) -> int | None:
-    """A callback input that should be an integer id: the int, else None (never raises)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A callback input that should be an id (:func:`whypop.ids.parse_id`), else None (never raises)."""
+    try:
+        return parse_id(value)
+    except NotFound:
+        return None
 
 
 def as_track(value: object) -> str | None:

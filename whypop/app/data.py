@@ -15,10 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from whypop.config import AudioConfig, Config
+from whypop.config import AudioConfig, Config, resolve_config
 from whypop.errors import NotFound
 from whypop.features import AUDIO_FEATURES, ECHONEST_FEATURES, FeatureSpec, format_value, percentile_scale
-from whypop.results import load_arrays
+from whypop.extraction_files import load_arrays
+from whypop.results import ExtractionSummary
 from whypop.store import RunStore, Track
 
 FEATURE_SOURCES: dict[str, tuple[FeatureSpec, ...]] = {"echonest": ECHONEST_FEATURES, "audio": AUDIO_FEATURES}
@@ -129,7 +130,7 @@ class AppData:
     # -- run-wide ---------------------------------------------------------------------------
     @functools.cached_property
     def config(self) -> Config:
-        return self.store.stored_config() or Config()
+        return resolve_config(stored=self.store.get_meta("config"))
 
     @property
     def audio(self) -> AudioConfig:
@@ -139,7 +140,7 @@ class AppData:
         """Complete extractions, newest first, as dropdown options."""
         out = []
         for e in reversed(self.store.extractions(status="complete")):
-            n = sum(len(g.get("discovery") or ()) for g in ((e.get("summary") or {}).get("genres") or {}).values())
+            n = ExtractionSummary.from_dict(e.get("summary")).discovery_songs
             label = f"extraction {e['extraction_id']}"
             if e.get("model_id") is not None:
                 label += f" (model {e['model_id']})"
@@ -186,9 +187,8 @@ class AppData:
         eid = int(ex["extraction_id"])
         rows = self.store.concepts(eid)
         concepts = tuple(_concept(r) for r in rows)
-        summary = ex.get("summary") or {}
-        genres_summary = summary.get("genres") or {}
-        genres = tuple(sorted({c.genre for c in concepts} | set(genres_summary)))
+        summary = ExtractionSummary.from_dict(ex.get("summary"))
+        genres = tuple(sorted({c.genre for c in concepts} | set(summary.genres)))
         threshold = _threshold(ex.get("params") or {}, self.config)
         with NPZ_LOCK:
             arrays = load_arrays(self.store, eid)
@@ -204,11 +204,11 @@ class AppData:
                 scores = np.asarray(scores, dtype=float)
                 if scores.size and np.isfinite(scores).any():
                     random_means[str(g)] = float(np.nanmean(scores))
-        discovery = {g: tuple(str(t) for t in (v.get("discovery") or ())) for g, v in genres_summary.items()}
+        discovery = {g: v.discovery for g, v in summary.genres.items()}
         return ExtractionView(
             extraction_id=eid, genres=genres, concepts=concepts, similar=similar, threshold=threshold,
             cluster_xy=cluster_xy, random_means=random_means, discovery=discovery,
-            layer=summary.get("layer") or (ex.get("params") or {}).get("extract", {}).get("layer"),
+            layer=summary.layer or (ex.get("params") or {}).get("extract", {}).get("layer"),
             created=float(ex["created"]), model_id=ex.get("model_id"),
         )
 

@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from whypop.app.data import Concept, ExtractionView, Placement, SongFeatures
-from whypop.audio import hz_to_mel
+from whypop.geometry import hz_to_row
 from whypop.config import AudioConfig
 
 # Colour-blind friendly qualitative palette (Okabe-Ito, then Tableau) for genres and songs.
@@ -276,7 +276,6 @@ def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioCon
                            line=dict(color=color, width=1.5), fillcolor="rgba(0,0,0,0)", layer="above"))
         annotations.append(dict(text=_esc(p.name), x=x0 * sec_per_px, y=height - y0, xanchor="left", yanchor="bottom",
                                 showarrow=False, font=dict(size=10, color="#fff"), bgcolor=_rgba(color, 0.85), borderpad=1))
-    top = float(hz_to_mel(audio.sample_rate / 2))
     ticks = [f for f in (100, 250, 500, 1000, 2000, 4000, 8000, 16000) if f < audio.sample_rate / 2]
     data = [dict(type="heatmap", meta="seek", z=[[0] * width], x0=sec_per_px / 2, dx=sec_per_px, y0=height / 2, dy=height,
                  opacity=0, showscale=False, hovertemplate="%{x:.2f} s — click to play from here<extra></extra>",
@@ -288,7 +287,7 @@ def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioCon
         shapes=shapes, annotations=annotations, showlegend=False,
         xaxis=dict(title=dict(text="time (s)"), range=[0, duration], showgrid=False, zeroline=False, fixedrange=True),
         yaxis=dict(title=dict(text="frequency (Hz, mel scale)"), range=[0, height], showgrid=False, zeroline=False,
-                   fixedrange=True, tickvals=[height * float(hz_to_mel(f)) / top for f in ticks],
+                   fixedrange=True, tickvals=[height * (1 - float(hz_to_row(f, audio)) / audio.image_size) for f in ticks],
                    ticktext=[f"{f // 1000}k" if f >= 1000 else str(f) for f in ticks]),
         margin=dict(l=60, r=10, t=10, b=45),
     )

@@ -22,6 +22,7 @@ from whypop.app import figures, ids
 from whypop.app.context import AppContext, as_id
 from whypop.app.data import AppData
 from whypop.errors import NotFound
+from whypop.ids import parse_id
 
 FEATURE_CHOICES = ("echonest", "audio")
 
@@ -63,7 +64,7 @@ def resolve(data: AppData, extraction: Any = None, concept: Any = None, song: An
     eid = None
     if extraction not in (None, ""):
         try:
-            eid = data.view(_as_int(extraction)).extraction_id
+            eid = data.view(parse_id(extraction, "extraction")).extraction_id
         except NotFound:
             eid = None
     if eid is None:
@@ -71,7 +72,7 @@ def resolve(data: AppData, extraction: Any = None, concept: Any = None, song: An
     cid = None
     if eid is not None and concept not in (None, ""):
         try:
-            cid = data.view(eid).concept(_as_int(concept)).concept_id
+            cid = data.view(eid).concept(parse_id(concept, "concept")).concept_id
         except NotFound:
             cid = None
     tid = None
@@ -258,13 +259,3 @@ def _point(click: dict | None) -> dict | None:
     if not isinstance(points, list) or not points or not isinstance(points[0], dict):
         return None
     return points[0]
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise NotFound(f"bad id {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdecimal() and value.isascii() and len(value) <= 18:
-        return int(value)
-    raise NotFound(f"bad id {value!r}")

@@ -15,6 +15,15 @@ URLs (relative to the prefix)::
                                                      (?concept=<id>: only that concept's)
     audio/<track_id>                                 the song's audio (HTTP Range; transcoded to
                                                      WAV when browsers cannot play the source)
+    listen/<extraction>/<concept>/<rank>/<mode>.wav  a concept example as sound (mode solo or
+                                                     without; see whypop.listen)
+    listen/<extraction>/<concept>/song/<track_id>/<mode>.wav
+                                                     the concept's regions in a song, over the
+                                                     song's whole analysed window
+
+Concept audio is rendered on the first request and cached as WAV under the extraction;
+responses say the gain (``X-Whypop-Gain-Db``) and, when the song's audio was missing and
+the sound was rebuilt from the image, ``X-Whypop-Fallback``.
 """
 
 from __future__ import annotations
@@ -32,7 +41,10 @@ from whypop.app import images
 from whypop.app.data import NPZ_LOCK, AppData
 from whypop.app.figures import genre_colors
 from whypop.errors import NotFound, WhypopError
-from whypop.results import load_mask
+from whypop.ids import parse_id
+from whypop.extraction_files import load_mask
+from whypop.listen import Listener, Rendered
+from whypop.sonify import MODES
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,10 @@ def register_routes(server: Flask, prefix: str, data: AppData) -> dict[str, str]
         "context": ("img/context/<extraction_id>/<concept_id>/<rank>.png", r.context),
         "song": ("img/song/<extraction_id>/<track_id>.png", r.song),
         "audio": ("audio/<track_id>", r.audio),
+        "listen_example": ("listen/<extraction_id>/<concept_id>/<rank>/<mode>.wav", r.listen_example),
+        "listen_song": ("listen/<extraction_id>/<concept_id>/song/<track_id>/<mode>.wav", r.listen_song),
+        "listen_other": ("listen/<path:rest>", _not_found),
+        "listen_root": ("listen/", _not_found),
         "img_other": ("img/<path:rest>", _not_found),
         "audio_other": ("audio/<path:rest>", _not_found),
         "img_root": ("img/", _not_found),
@@ -95,6 +111,7 @@ class _Renderer:
     def __init__(self, data: AppData):
         self.data = data
         self.store = data.store
+        self.listener = Listener(data.store, npz_lock=NPZ_LOCK, confine=True)
 
     # -- images -------------------------------------------------------------------------------
     def spectrogram(self, track_id: str) -> Response:
@@ -110,17 +127,17 @@ class _Renderer:
         return _png(self._context_png(eid, cid, rk), self._etag("context", eid, cid, rk, self.data.view(eid).created))
 
     def song(self, extraction_id: str, track_id: str) -> Response:
-        eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
         self.store.track(track_id)
         only = request.args.get("concept")
-        cid = None if only is None else int(self.store.concept(eid, _int(only))["concept_id"])
+        cid = None if only is None else int(self.store.concept(eid, parse_id(only, "concept"))["concept_id"])
         return _png(self._song_png(eid, track_id, cid),
                     self._etag("song", eid, track_id, cid, self.data.view(eid).created))
 
     def _patch_ids(self, extraction_id: str, concept_id: str, rank: str) -> tuple[int, int, int]:
-        eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
-        cid = int(self.store.concept(eid, _int(concept_id))["concept_id"])
-        rk = _int(rank)
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
+        cid = int(self.store.concept(eid, parse_id(concept_id, "concept"))["concept_id"])
+        rk = parse_id(rank, "rank")
         self.data.example(eid, cid, rk)  # NotFound when the rank does not exist
         return eid, cid, rk
 
@@ -184,6 +201,36 @@ class _Renderer:
         resp.cache_control.max_age = AUDIO_MAX_AGE
         return resp.make_conditional(request, accept_ranges=True, complete_length=len(data))
 
+    def listen_example(self, extraction_id: str, concept_id: str, rank: str, mode: str) -> Response:
+        eid, cid, rk = self._patch_ids(extraction_id, concept_id, rank)
+        if mode not in MODES:
+            raise NotFound(f"unknown mode {mode!r}")
+        return self._wav(self.listener.example(eid, cid, rk, mode))
+
+    def listen_song(self, extraction_id: str, concept_id: str, track_id: str, mode: str) -> Response:
+        eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
+        cid = int(self.store.concept(eid, _int(concept_id))["concept_id"])
+        self.store.track(track_id)
+        if mode not in MODES:
+            raise NotFound(f"unknown mode {mode!r}")
+        return self._wav(self.listener.song(eid, cid, track_id, mode))
+
+    def _wav(self, rendered: Rendered) -> Response:
+        path = rendered.path
+        if path.is_relative_to(self.store.root):  # cached in the run: served from the file (Range, ETag)
+            resp = send_file(path, mimetype="audio/wav", conditional=True, max_age=AUDIO_MAX_AGE)
+        else:  # a run we cannot write to: a one-off render
+            data = path.read_bytes()
+            path.unlink(missing_ok=True)
+            resp = Response(data, mimetype="audio/wav")
+            resp.cache_control.max_age = AUDIO_MAX_AGE
+            resp = resp.make_conditional(request, accept_ranges=True, complete_length=len(data))
+        resp.headers["Accept-Ranges"] = "bytes"
+        resp.headers["X-Whypop-Gain-Db"] = f"{rendered.info.gain_db:.2f}"
+        if rendered.info.fallback:
+            resp.headers["X-Whypop-Fallback"] = rendered.info.fallback.split(":")[0]
+        return resp
+
     def _audio_file(self, track_id: str) -> Path:
         """The track's audio file, only if it lies inside the run or its audio root."""
         path = self.store.audio_path(track_id).resolve()  # NotFound for unknown ids
@@ -217,10 +264,3 @@ def _png(data: bytes, etag: str) -> Response:
     resp.cache_control.public = True
     resp.cache_control.max_age = IMAGE_MAX_AGE
     return resp.make_conditional(request)
-
-
-def _int(value: str) -> int:
-    """A non-negative decimal id from a URL; NotFound for anything else ('1e3', '-1', ' 1')."""
-    if not isinstance(value, str) or not value.isdecimal() or not value.isascii() or len(value) > 18:
-        raise NotFound(f"bad id {value!r}")
-    return int(value)

@@ -6,6 +6,10 @@ figure, moved by a requestAnimationFrame loop in ``assets/whypop.js`` (no server
 trip); clicking the spectrogram seeks (clientside). The dropdown lists every discovery
 song of the genre. A switch narrows the view to the concept selected in panels 1-3 (its
 patches alone in colour and outlined), to follow one concept through a crowded song.
+Under the player, "solo the selected concept" / "mute the selected concept" swap the
+player's source for the song's own audio with only (or without) that concept's regions
+(:mod:`whypop.listen`); the clip starts at 0 s like the song, so the playhead stays right,
+and ``assets/whypop.js`` keeps the playback position across the swap.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from whypop.app import figures, ids
 from whypop.app.components import card, graph
 from whypop.app.context import AppContext, as_id, as_track
 from whypop.errors import NotFound
+from whypop.listen import audio_file
 
 HEIGHT = 360
+LISTEN_OPTIONS = [{"label": "the song", "value": "song"},
+                  {"label": "solo the selected concept", "value": "solo"},
+                  {"label": "mute the selected concept", "value": "without"}]
 
 
 def layout(ctx: AppContext):
@@ -34,13 +42,20 @@ def layout(ctx: AppContext):
         "labelled. Play the song: the red line follows; click the spectrogram to jump there.",
         [graph(ids.song("graph"), HEIGHT, "Click a radar in panel 4, or pick a song.", class_name=ids.SONG_GRAPH_CLASS),
          html.Audio(id=ids.song("audio"), controls=True, preload="auto", className=f"{ids.AUDIO_CLASS} w-100 mt-1"),
+         dbc.RadioItems(id=ids.song("listen"), options=LISTEN_OPTIONS, value="song", inline=True,
+                        className="small whypop-listen"),
          html.Div(id=ids.song("caption"), className="small text-muted")],
         extra=extra,
     )
 
 
-def song_view(ctx: AppContext, extraction_id: int | None, track_id: str | None, only_concept: int | None = None):
-    """(figure, audio src, caption) for one song; with ``only_concept``, that concept's patches alone."""
+def song_view(ctx: AppContext, extraction_id: int | None, track_id: str | None, only_concept: int | None = None,
+              listen: str = "song", selected: int | None = None):
+    """(figure, audio src, caption) for one song; with ``only_concept``, that concept's patches alone.
+
+    ``listen`` "solo" / "without" with a ``selected`` concept: the player plays the song with only
+    (or without) that concept's regions, when the concept has regions in the song.
+    """
     if extraction_id is None or not track_id:
         return figures.message_figure("Click a radar in panel 4, or pick a song.", HEIGHT), None, ""
     try:
@@ -61,7 +76,28 @@ def song_view(ctx: AppContext, extraction_id: int | None, track_id: str | None, 
     fig = figures.song_figure(ctx.song_image_url(extraction_id, track_id, only_concept), placements,
                               ctx.data.audio, spec_shape, height_px=HEIGHT)
     caption = f"{track.name} ({track.genre}) · {found}"
-    return fig, ctx.audio_url(track_id), caption
+    src, note = listen_source(ctx, extraction_id, track_id, listen, selected)
+    return fig, src, caption + note
+
+
+def listen_source(ctx: AppContext, extraction_id: int, track_id: str, listen: str, selected: int | None) -> tuple[str, str]:
+    """(the player's source, a note for the caption) for the listen switch."""
+    if listen not in ("solo", "without"):
+        return ctx.audio_url(track_id), ""
+    if selected is None:
+        return ctx.audio_url(track_id), " · select a concept (panel 1, 2 or 3) to solo or mute it; playing the song"
+    try:
+        name = ctx.data.view(extraction_id).concept(selected).name
+    except NotFound:
+        return ctx.audio_url(track_id), ""
+    if not any(p.concept_id == selected for p in ctx.data.placements(extraction_id, track_id)):
+        return ctx.audio_url(track_id), f" · {name} has no region in this song: playing the song"
+    what = "only" if listen == "solo" else "without"
+    note = f" · playing the song {what} {name}'s regions"
+    path, why = audio_file(ctx.data.store, track_id, confine=True)
+    if path is None:
+        note += f" (rebuilt from the image by Griffin-Lim: the song's audio is unavailable, {why}; it sounds worse)"
+    return ctx.listen_song_url(extraction_id, selected, track_id, listen), note
 
 
 def song_options(ctx: AppContext, extraction_id: int | None, concept_id: int | None, track_id: str | None) -> list[dict]:
@@ -93,15 +129,18 @@ def register(app, ctx: AppContext) -> None:
         Input(ids.links("extraction"), "data"),
         Input(ids.links("concept"), "data"),
         Input(ids.song("only"), "value"),
+        Input(ids.song("listen"), "value"),
         prevent_initial_call=True,
     )
-    def show_song(track_id, extraction_id, concept_id, only):
+    def show_song(track_id, extraction_id, concept_id, only, listen):
         concept = as_id(concept_id) if only else None
-        return cached_view(as_id(extraction_id), as_track(track_id), concept)
+        listen = listen if listen in ("solo", "without") else "song"
+        selected = as_id(concept_id) if listen != "song" else None
+        return cached_view(as_id(extraction_id), as_track(track_id), concept, listen, selected)
 
     @functools.lru_cache(maxsize=256)
-    def cached_view(extraction_id, track_id, concept_id):
-        return song_view(ctx, extraction_id, track_id, concept_id)
+    def cached_view(extraction_id, track_id, concept_id, listen, selected):
+        return song_view(ctx, extraction_id, track_id, concept_id, listen, selected)
 
     @app.callback(
         Output(ids.song("picker"), "options"),

@@ -13,13 +13,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run directory")
     parser.add_argument("--extraction", type=int, default=None, help="extraction id (default: the latest complete one)")
     parser.add_argument("--out", required=True, help="the HTML file to write (images go in OUT_files/ if too large)")
-    parser.add_argument("--no-audio", action="store_true", help="leave the concepts' audio clips out")
+    parser.add_argument("--no-audio", action="store_true",
+                        help="leave out the examples' audio clips (smaller, and quick on a run whose clips are not cached)")
     parser.add_argument("--json", action="store_true", help="print what was written as one JSON line")
 
 
 def main(args: argparse.Namespace) -> int:
     from whypop.app.report import build_report
-    from whypop.cli import StageBars
+    from whypop.cli import ProgressBars
     from whypop.store import RunStore
 
     run = Path(args.run)
@@ -29,9 +30,9 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise WhypopError(f"--out {args.out!r} is a directory: give a file name such as report.html")
-    with StageBars() as bars:
+    with ProgressBars() as bars:
         result = build_report(RunStore(run), out, extraction_id=args.extraction, audio=not args.no_audio,
-                              progress=lambda e: bars(e.label, e.done, e.total))
+                              progress=bars)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

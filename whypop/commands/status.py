@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from whypop.results import ExtractionSummary, GenreSummary, JobProgress
+from whypop.store import RunStore
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
@@ -12,8 +15,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from whypop.store import RunStore
-
     store = RunStore(args.run)
     st = store.status()
     # what preparation skipped without a track to record it on (e.g. an empty genre folder)
@@ -54,24 +55,23 @@ def format_status(st: dict) -> str:
         if e.get("error"):
             line += f" ({e['error']})"
         lines.append(line)
-        for genre, g in sorted(((e.get("summary") or {}).get("genres") or {}).items()):
+        for genre, g in sorted(ExtractionSummary.from_dict(e.get("summary")).genres.items()):
             lines.extend(_planted_lines(genre, g))
     for j in st["jobs"][-10:]:
-        lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {j.get('stage') or ''} {j.get('error') or ''}".rstrip())
+        lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {JobProgress.from_row(j).text} {j.get('error') or ''}".rstrip())
     return "\n".join(lines)
 
 
-def _planted_lines(genre: str, g: dict) -> list[str]:
+def _planted_lines(genre: str, g: GenreSummary) -> list[str]:
     """The demo's ground-truth check of one genre: overlap vs chance, and reliance."""
-    if g.get("chance") is None:  # no planted regions: not a demo run
+    if g.chance is None:  # no planted regions: not a demo run
         return []
-    if g.get("overlap") is not None:
-        line = f"    {genre}: top concept overlaps planted signature {g['overlap']:.2f} (chance {g['chance']:.2f})"
+    if g.overlap is not None:
+        line = f"    {genre}: top concept overlaps planted signature {g.overlap:.2f} (chance {g.chance:.2f})"
     else:
-        line = f"    {genre}: no significant concept (chance overlap {g['chance']:.2f})"
-    r = g.get("reliance")
+        line = f"    {genre}: no significant concept (chance overlap {g.chance:.2f})"
+    r = g.reliance
     if r:
-        verdict = "relies on its signature" if r.get("relies_on_signature") else "does NOT rely on its signature"
-        line += (f"; model {verdict}: p({genre}) {r['p_full']:.2f} with it, "
-                 f"{r['p_signature_hidden']:.2f} with it hidden")
+        verdict = "relies on its signature" if r.relies_on_signature else "does NOT rely on its signature"
+        line += f"; model {verdict}: p({genre}) {r.p_full:.2f} with it, {r.p_signature_hidden:.2f} with it hidden"
     return [line]
