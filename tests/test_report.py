@@ -110,6 +110,7 @@ def test_report_of_the_fake_run(hostile_run, tmp_path):
     assert result.file.figures == 2 + len(significant)  # beeswarm, map, one radar each (no confusion stored)
     assert result.examples == 10 * len(significant)
     assert result.file.images == 3 * result.examples  # patch, source spectrogram, outline
+    assert result.file.audio == result.examples and "data:audio/mpeg;base64," in html  # each example's solo clip
     assert "This model stored no confusion matrix" in html
     # every parameter of the extraction, and the plotly bundle exactly once
     assert "extract.layer" in html and "summary.similar_threshold" in html

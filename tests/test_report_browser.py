@@ -73,6 +73,11 @@ def test_demo_report_opens_offline(demo_report, offline_page):
     images = page.evaluate("[...document.images].map(i => [i.alt, i.naturalWidth])")
     assert len(images) == result["file"]["images"] > 0
     assert [alt for alt, width in images if not width > 0] == []
+    # the examples' clips (MP3 data URIs) decode and play
+    assert page.evaluate("document.querySelectorAll('audio').length") == result["file"]["audio"] > 0
+    page.evaluate("() => { const a = document.querySelector('audio'); a.preload = 'auto'; a.load(); a.play(); }")
+    page.wait_for_function("() => { const a = document.querySelector('audio'); return a.duration > 0 && a.currentTime > 0; }",
+                           timeout=TIMEOUT_MS)
     # hover works: a concept point of the beeswarm shows its hover label
     page.evaluate("window.scrollTo(0, 0)")
     page.locator(".wp-fig").nth(1).scroll_into_view_if_needed()

@@ -16,12 +16,15 @@ both call it.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+
+import soundfile as sf
 
 from whypop.app import ASSETS, figures, radar
 from whypop.app.context import AppContext
@@ -30,6 +33,7 @@ from whypop.app.data import NPZ_LOCK, AppData, Concept, ExtractionView
 from whypop.app.images import box_mask, encode, overlay_png, patch_image
 from whypop.app.model_figures import confusion_figure, faithfulness_curves, faithfulness_figure
 from whypop.errors import NotFound, WhypopError
+from whypop.listen import Listener
 from whypop.progress import Progress, ProgressEvent, null_progress
 from whypop.report import INLINE_LIMIT, ReportDocument, ReportFile, esc
 from whypop.results import load_mask
@@ -74,6 +78,28 @@ def plotly_js() -> str:
 
 
 ClipRenderer = Callable[[int, int, int], "tuple[bytes, str] | None"]  # (extraction, concept, rank) -> (bytes, mime)
+CLIP_MODE = "solo"  # the region with a little faded context, as panel 3's play buttons
+MP3_QUALITY = 0.7  # libsndfile's compression level (0 best .. 1 smallest): about 2 kB per second of clip
+
+
+def listener_clips(store: RunStore) -> ClipRenderer:
+    """Each example's solo clip (:class:`whypop.listen.Listener`, the dashboard's renderer and its
+    cache under the extraction), as MP3: a twentieth of the WAV, and every browser plays it."""
+    listener = Listener(store, npz_lock=NPZ_LOCK, confine=True)
+
+    def render(extraction_id: int, concept_id: int, rank: int) -> tuple[bytes, str]:
+        rendered = listener.example(extraction_id, concept_id, rank, CLIP_MODE)
+        try:
+            samples, rate = sf.read(str(rendered.path), dtype="float32")
+        finally:
+            if not rendered.path.is_relative_to(store.root):
+                rendered.path.unlink(missing_ok=True)  # an uncached render's temporary file
+        buf = io.BytesIO()
+        sf.write(buf, samples, rate, format="MP3", subtype="MPEG_LAYER_III", compression_level=MP3_QUALITY,
+                 bitrate_mode="VARIABLE")
+        return buf.getvalue(), "audio/mpeg"
+
+    return render
 
 
 def build_report(store: RunStore | str | os.PathLike, out: str | os.PathLike, extraction_id: int | None = None,
@@ -81,10 +107,9 @@ def build_report(store: RunStore | str | os.PathLike, out: str | os.PathLike, ex
                  inline_limit: int = INLINE_LIMIT, clips: ClipRenderer | None = None) -> ReportResult:
     """Write the report of ``extraction_id`` (None: the latest complete one) to ``out``.
 
-    ``clips`` renders an example's audio clip (None when it has none); with ``audio``
-    each example gets a player under its images. Without a renderer (this version
-    renders no concept clips yet) the report holds no audio. Raises NotFound for an
-    unknown extraction, WhypopError when the run has none.
+    With ``audio`` every example gets a player of its clip: ``clips`` renders them
+    (default: :func:`listener_clips`, the song's own audio through the concept's mask).
+    Raises NotFound for an unknown extraction, WhypopError when the run has none.
     """
     started = time.perf_counter()
     if not isinstance(store, RunStore):
@@ -103,6 +128,8 @@ def build_report(store: RunStore | str | os.PathLike, out: str | os.PathLike, ex
     doc = ReportDocument(f"Why Pop? report: {run}, extraction {eid}", plotly_js(),
                          scripts=((ASSETS / EXPORT_JS).read_text(encoding="utf-8"),), inline_limit=inline_limit)
     significant = [c for c in view.concepts if c.significant]
+    if audio and clips is None:
+        clips = listener_clips(store)
     progress(ProgressEvent(STAGE, "overview", 0, 1))
     body: list[str] = [_header(data, view, record, run)]
     body.append(_model_section(doc, store, data, view, run))
@@ -327,7 +354,7 @@ def _clip(doc: ReportDocument, clips: ClipRenderer | None, eid: int, c: Concept,
         return ""
     try:
         clip = clips(eid, c.concept_id, rank)
-    except (WhypopError, OSError, ValueError) as exc:
+    except (WhypopError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: libsndfile
         log.warning("no clip for concept %d example %d: %s", c.concept_id, rank, exc)
         return ""
     return "" if clip is None else doc.audio(clip[0], clip[1], f"example {rank + 1} of {c.name}")
