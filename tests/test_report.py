@@ -123,7 +123,7 @@ def test_report_of_the_fake_run(hostile_run, tmp_path):
 def test_report_of_an_older_extraction_and_the_errors(fake_run, tmp_path):  # noqa: F811
     store = RunStore(fake_run)
     first = store.extractions()[0]["extraction_id"]
-    result = build_report(store, tmp_path / "old.html", extraction_id=first)
+    result = build_report(store, tmp_path / "old.html", extraction_id=first, audio=False)
     assert result.extraction_id == first
     with pytest.raises(NotFound):
         build_report(store, tmp_path / "x.html", extraction_id=999)
@@ -144,8 +144,12 @@ def test_report_draws_faithfulness_when_stored(fake_run, tmp_path):  # noqa: F81
                (json.dumps({**json.loads(summary), "faithfulness": faith}), eid))
     db.commit()
     db.close()
-    result = build_report(RunStore(run), tmp_path / "f.html")
+    result = build_report(RunStore(run), tmp_path / "f.html", audio=False)
     assert result.faithfulness and "<h2>Faithfulness</h2>" in result.file.path.read_text()
+    # or as the evaluation stage stores it: faithfulness.json beside the extraction's arrays
+    first = RunStore(run).extractions()[0]
+    (Path(first["path"]) / "faithfulness.json").write_text(json.dumps(faith))
+    assert build_report(RunStore(run), tmp_path / "g.html", first["extraction_id"], audio=False).faithfulness
     curves = faithfulness_curves(faith)
     assert [(c.genre, c.test) for c in curves] == [("Kick", "deletion"), ("Kick", "insertion")]
     fig = faithfulness_figure(curves)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import json
 import logging
 import os
 import time
@@ -360,8 +361,17 @@ def _clip(doc: ReportDocument, clips: ClipRenderer | None, eid: int, c: Concept,
     return "" if clip is None else doc.audio(clip[0], clip[1], f"example {rank + 1} of {c.name}")
 
 
+FAITHFULNESS_FILE = "faithfulness.json"  # beside an extraction's arrays, written by the evaluation stage
+
+
 def _faithfulness(record: dict) -> Any:
-    """The extraction's stored faithfulness results, wherever the record keeps them (or None)."""
+    """The extraction's stored faithfulness results (its file, or the record's key), or None."""
+    path = Path(record.get("path") or "") / FAITHFULNESS_FILE
+    if record.get("path") and path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("unreadable %s: %s", path, exc)
     return record.get("faithfulness") or (record.get("summary") or {}).get("faithfulness")
 
 
