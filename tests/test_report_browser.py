@@ -27,6 +27,7 @@ def demo_report(demo_run, tmp_path_factory) -> tuple[Path, dict]:
 
     out = tmp_path_factory.mktemp("report") / "demo report.html"  # a space: file URLs must still work
     result = build_report(demo_run, out)
+    assert result.file.total_bytes < 15_000_000, result.file  # the budget for the demo
     return out, result.to_dict()
 
 
@@ -143,6 +144,7 @@ def test_dashboard_figure_png_and_report_download(demo_run, chromium, tmp_path, 
         assert info.value.suggested_filename == f"{demo_run.name}-extraction-{eid}.html"
         html = Path(info.value.path()).read_text()
         assert html.startswith("<!DOCTYPE html>") and "Why Pop? report" in html
+        assert ("<audio controls" in html) == (not read_only)  # in the request: no clips (worker timeout)
         assert errors == []
     finally:
         context.close()

@@ -4,7 +4,8 @@ The same file as ``whypop report`` (:func:`whypop.app.report.build_report`). Wit
 manager (the dashboard's diskcache or Celery, see :mod:`whypop.background`) it runs as a
 background callback with its progress under the button, and the file goes to
 ``<run>/cache/reports/``; in read-only mode (no manager, nothing written into the run)
-it runs in the request and the file goes to the temporary directory. When the file is
+it runs in the request, without the audio clips (rendering them could outlast the
+worker's timeout), and the file goes to the temporary directory. When the file is
 written, a second callback sends it to the browser (``dcc.Download``). Only the
 extraction id travels through the browser: the server derives the file's path itself.
 A report already built for the same extraction, model and code is sent again at once.
@@ -86,7 +87,8 @@ def build(run_root: str, read_only: bool, extraction_id: Any, set_progress: Call
         path = report_path(store, eid, read_only)
         if path.is_file():  # built before for the same content
             return f"report of extraction {eid}: {path.stat().st_size / 1e6:.1f} MB", {"extraction": eid}
-        result = build_report(store, path, eid, progress=progress)
+        # in the request (read-only) the clips stay out: rendering them can outlast a worker's timeout
+        result = build_report(store, path, eid, audio=not read_only, progress=progress)
     except (NotFound, WhypopError) as exc:
         return dbc.Alert(f"no report: {exc}", color="warning", className="py-1 px-2 mb-0"), no_update
     except Exception as exc:  # noqa: BLE001 - shown to the user
