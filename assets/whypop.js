@@ -279,4 +279,56 @@
     window.requestAnimationFrame(tick);
   }
   window.requestAnimationFrame(tick);
+
+  // -- song upload (panel 5): the file goes to a plain POST route as the raw body, streamed; ---------
+  // only the answer ({id, name} or {error}) reaches Dash, through the upload store.
+  var UPLOAD_STORE = { whypop: "song", part: "upload" };
+  function tell(data) {
+    if (window.dash_clientside && window.dash_clientside.set_props) {
+      window.dash_clientside.set_props(UPLOAD_STORE, { data: data });
+    }
+  }
+  function upload(button, file) {
+    var url = button.getAttribute("data-url"), max = Number(button.getAttribute("data-max") || 0);
+    var stamp = Date.now();
+    if (max && file.size > max) {
+      tell({ error: file.name + " is " + (file.size / 1e6).toFixed(1) + " MB; the limit is " +
+             (max / 1048576).toFixed(0) + " MB", t: stamp });
+      return;
+    }
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", url);
+    xhr.setRequestHeader("X-Filename", encodeURIComponent(file.name));
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.upload.onprogress = function (ev) {
+      if (ev.lengthComputable) {
+        tell({ pending: true, name: file.name, percent: Math.round(100 * ev.loaded / ev.total), t: Date.now() });
+      }
+    };
+    xhr.onload = function () {
+      var answer = null;
+      try { answer = JSON.parse(xhr.responseText); } catch (e) { answer = null; }
+      if (!answer) { answer = { error: "the server answered " + xhr.status + " " + (xhr.statusText || "") }; }
+      answer.t = Date.now();
+      tell(answer);
+    };
+    xhr.onerror = function () { tell({ error: "the upload did not reach the server", t: Date.now() }); };
+    xhr.send(file);
+  }
+  document.addEventListener("click", function (ev) {
+    var button = ev.target && ev.target.closest && ev.target.closest(".whypop-upload-button");
+    if (!button) { return; }
+    ev.preventDefault();
+    var input = document.createElement("input");
+    input.type = "file";
+    input.accept = ".mp3,.ogg,.flac,.wav,audio/mpeg,audio/ogg,audio/flac,audio/wav";
+    input.className = "whypop-upload-input";
+    input.style.display = "none";
+    input.addEventListener("change", function () {
+      if (input.files && input.files.length) { upload(button, input.files[0]); }
+      input.remove();
+    });
+    document.body.appendChild(input);
+    input.click();
+  });
 })();

@@ -58,7 +58,7 @@ from whypop.ace.summary import concept_map
 from whypop.audio import encode_png
 from whypop.geometry import box_to_pixels
 from whypop.config import Config
-from whypop.errors import Cancelled, InputError, StoreError
+from whypop.errors import Cancelled, InputError, StoreError, WhypopError
 from whypop.model import get_layer
 from whypop.progress import Progress, ProgressEvent, null_progress
 from whypop.extraction_files import save_arrays, save_masks
@@ -226,7 +226,23 @@ def run(
         store.fail_extraction(extraction_id, f"{type(exc).__name__}: {exc}"[:500])
         raise
     log.info("extraction %d complete: %d concepts in %.1f s", extraction_id, len(concepts), timings["total"])
+    if cfg.extract.evaluate:
+        _evaluate(cfg, store, progress, extraction_id, cancel)
     return extraction_id
+
+
+def _evaluate(cfg: Config, store: RunStore, progress: Progress, extraction_id: int, cancel) -> None:
+    """The deletion and insertion tests of the new extraction (``extract.evaluate``).
+
+    The extraction is complete and stays so whatever happens here: a problem of the
+    data (no held-out songs, ...) or a cancel is logged, not raised.
+    """
+    from pipelines import evaluate
+
+    try:
+        evaluate.run(cfg, store, progress, extraction_id, cancel=cancel)
+    except (WhypopError, Cancelled) as exc:
+        log.warning("extraction %d: deletion and insertion tests not run: %s", extraction_id, exc)
 
 
 def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress, check: Callable[[], None]):

@@ -220,9 +220,16 @@ class ExtractConfig:
     batch_size: int = 32
     device: str = "auto"
     seed: int = 0
+    evaluate: bool = True  # deletion and insertion tests on held-out songs after every extraction
+    evaluate_songs: int = 0  # held-out songs per genre for those tests (0 = all)
+    evaluate_draws: int = 3  # seeded draws of the random baselines (same-area regions, concepts)
 
     def validate(self) -> None:
         _check_choices(self, "extract")
+        if self.evaluate_songs < 0:
+            raise ConfigError(f"extract.evaluate_songs={self.evaluate_songs}: must be >= 0 (0 = all held-out songs)")
+        if not 1 <= self.evaluate_draws <= 100:
+            raise ConfigError(f"extract.evaluate_draws={self.evaluate_draws}: allowed 1..100")
         if not 0 <= self.black_level <= 255:
             raise ConfigError(f"extract.black_level={self.black_level}: allowed 0..255")
         if not 0 < self.black_share <= 1:
@@ -275,6 +282,15 @@ class ServeConfig:
     read_only: bool = False
     port: int = 8050
     host: str = "127.0.0.1"
+    allow_upload: bool = False  # in read-only mode, still accept song uploads to explain (writable mode always does)
+    upload_max_mb: float = 30.0  # largest song upload, megabytes
+    upload_max_seconds: float = 1200.0  # longest song upload (only its first audio.duration seconds are explained)
+
+    def validate(self) -> None:
+        if not 0 < self.upload_max_mb <= 2048:
+            raise ConfigError(f"serve.upload_max_mb={self.upload_max_mb}: allowed (0, 2048]")
+        if not 0 < self.upload_max_seconds <= 24 * 3600:
+            raise ConfigError(f"serve.upload_max_seconds={self.upload_max_seconds}: allowed (0, 86400]")
 
 
 @dataclass(frozen=True)

@@ -605,3 +605,36 @@ def _remove_stale(out_dir: Path, keep: set[str]) -> None:
                 path.unlink()
         if not any(folder.iterdir()):
             folder.rmdir()
+
+
+FRESH_INDEX = 2**30  # clip index of fresh songs: no collection writes this many clips per genre
+
+
+def make_song(
+    genre: str, seed: int, out: Path, *, clip_seconds: float = 4.0, sample_rate: int = 22050,
+    genres: int = len(_SIGNATURES),
+) -> DemoClip:
+    """Write one fresh demo clip of ``genre`` (a name such as "Kick") to ``out`` and return it.
+
+    The clip comes from the same generator as the collection, with the clip index
+    ``FRESH_INDEX`` (beyond any collection's clip count) and ``seed``, so it belongs to no
+    run while being drawn from the same distribution; the same arguments write the same
+    bytes. Fresh clips carry no artefact: the signature is the genre's only mark.
+    Raises ValueError naming a bad argument.
+    """
+    names = [genre_name(i) for i in range(genres)]
+    match = [i for i, n in enumerate(names) if n.lower() == str(genre).strip().lower()]
+    if not match:
+        raise ValueError(f"unknown demo genre {genre!r}: allowed are {', '.join(names)}")
+    _validate(genres, 1, clip_seconds, sample_rate, seed, None, 0.0, (1.0, 0.0, 0.0))
+    import soundfile as sf
+
+    g = match[0]
+    n = int(round(clip_seconds * sample_rate))
+    pcm, boxes = _render_clip(int(seed), g, FRESH_INDEX, n, sample_rate, False)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    sf.write(str(tmp), pcm, sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, out)
+    return DemoClip(f"fresh-{GENRE_SIGNATURES[g]}-{int(seed)}", names[g], out, "fresh", boxes)

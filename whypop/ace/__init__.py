@@ -9,6 +9,7 @@
 - :mod:`~whypop.ace.stats`: paired t-test against the random null, Holm / Bonferroni
 - :mod:`~whypop.ace.flags`: spurious-concept flags (bands or silence, lonely cluster, not significant)
 - :mod:`~whypop.ace.summary`: mean CAVs, cross-genre clusters, t-SNE concept map, similarity
+- :mod:`~whypop.ace.placement`: where concepts lie in a song discovery never saw (same segments, calibrated radii)
 - :mod:`~whypop.ace.planted`: checks against the demo's planted ground truth
 - :mod:`~whypop.ace.extractor`: :class:`ConceptExtractor`, ACE for one genre at a time
 

@@ -15,6 +15,8 @@ class AppContext:
     data: AppData
     requests_prefix: str  # what the browser uses, e.g. "/" or "/portal/whypop/"
     read_only: bool = True
+    allow_upload: bool = False  # song uploads to explain (always in writable mode; serve.allow_upload when read-only)
+    upload_max_mb: float = 30.0
 
     def url(self, path: str) -> str:
         """A URL under the app's requests prefix (``path`` without a leading slash)."""

@@ -212,6 +212,15 @@ class AppData:
             created=float(ex["created"]), model_id=ex.get("model_id"),
         )
 
+    def faithfulness(self, extraction_id: int):
+        """The extraction's deletion and insertion tests, or None (read each time: they land after the extraction)."""
+        from whypop.ace.faithfulness import load_file
+
+        try:
+            return load_file(self.store.extraction(extraction_id)["path"])
+        except (NotFound, ValueError, KeyError, OSError):
+            return None
+
     @functools.lru_cache(maxsize=1024)
     def examples(self, extraction_id: int, concept_id: int, limit: int = EXAMPLES_PER_CONCEPT) -> tuple[Example, ...]:
         """The concept's first ``limit`` example patches by rank."""

@@ -141,16 +141,19 @@ def overview(data: AppData, extraction_id: int | None) -> tuple:
     """Panels 1 and 2, the similarity lists, and the model line for one extraction."""
     if extraction_id is None:
         msg = "this run has no complete extraction yet: run `whypop extract --run RUN_DIR`"
-        return figures.message_figure(msg), figures.message_figure(msg), None, model_line(data, None)
+        return (figures.message_figure(msg), figures.message_figure(msg), None, model_line(data, None),
+                figures.message_figure("", 190), [])
     view = data.view(extraction_id)
+    faith = data.faithfulness(extraction_id)
     colors = figures.genre_colors(view.genres)
     similar = {
         "similar": {str(k): list(v) for k, v in view.similar.items()},
         "cluster": {str(c.concept_id): c.cluster for c in view.concepts},
         "threshold": view.threshold,
     }
-    return (figures.importance_figure(view, colors), figures.concept_map_figure(view, colors), similar,
-            model_line(data, view.model_id, view))
+    verdicts = [html.Div(line) for line in figures.verdict_lines(faith)]
+    return (figures.importance_figure(view, colors, faith=faith), figures.concept_map_figure(view, colors), similar,
+            model_line(data, view.model_id, view), figures.faithfulness_figure(faith, colors), verdicts)
 
 
 def model_line(data: AppData, model_id: int | None, view=None) -> list:
@@ -228,14 +231,17 @@ def register(app: dash.Dash, ctx: AppContext) -> None:
         Output(ids.clusters("graph"), "figure"),
         Output(ids.links("similar"), "data"),
         Output(ids.header("model"), "children"),
+        Output(ids.importance("faithfulness"), "figure"),
+        Output(ids.importance("verdict"), "children"),
         Input(ids.links("extraction"), "data"),
         prevent_initial_call=True,
     )
     def show_extraction(extraction_id):
-        return cached_overview(as_id(extraction_id))
+        eid = as_id(extraction_id)
+        return cached_overview(eid, data.faithfulness(eid) is not None if eid is not None else False)
 
     @functools.lru_cache(maxsize=16)
-    def cached_overview(extraction_id):
+    def cached_overview(extraction_id, tested):  # tested: the deletion test lands after the extraction
         return overview(data, extraction_id)
 
     app.clientside_callback(

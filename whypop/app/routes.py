@@ -208,8 +208,8 @@ class _Renderer:
         return self._wav(self.listener.example(eid, cid, rk, mode))
 
     def listen_song(self, extraction_id: str, concept_id: str, track_id: str, mode: str) -> Response:
-        eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
-        cid = int(self.store.concept(eid, _int(concept_id))["concept_id"])
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
+        cid = int(self.store.concept(eid, parse_id(concept_id, "concept"))["concept_id"])
         self.store.track(track_id)
         if mode not in MODES:
             raise NotFound(f"unknown mode {mode!r}")

@@ -19,7 +19,7 @@ import functools
 import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, dcc, html
 
-from whypop.app import figures, ids
+from whypop.app import explain, figures, ids
 from whypop.app.components import card, graph
 from whypop.app.context import AppContext, as_id, as_track
 from whypop.errors import NotFound
@@ -32,19 +32,23 @@ LISTEN_OPTIONS = [{"label": "the song", "value": "song"},
 
 
 def layout(ctx: AppContext):
-    picker = dcc.Dropdown(id=ids.song("picker"), options=[], placeholder="a discovery song of the genre…",
-                          clearable=False, style={"minWidth": "18rem"}, className="small")
+    picker = dcc.Dropdown(id=ids.song("picker"), options=[], placeholder="search every song of the run…",
+                          clearable=False, searchable=True, style={"minWidth": "20rem"}, className="small")
     only = dbc.Switch(id=ids.song("only"), label="only the selected concept", value=False, className="small mb-0")
-    extra = html.Div([only, picker], className="d-flex align-items-center gap-3")
+    extra = html.Div([only, picker, explain.upload_controls(ctx, ctx.allow_upload, ctx.upload_max_mb)],
+                     className="d-flex align-items-center gap-3 flex-wrap")
     return card(
         5, "Concepts within a song",
-        "The song's spectrogram with every concept patch found in it in colour (the rest greyed), each "
-        "labelled. Play the song: the red line follows; click the spectrogram to jump there.",
+        "A discovery song: every concept patch found in it in colour (the rest greyed), each labelled. Any "
+        "other song of the run, or an uploaded one, is explained: its predicted genre, and where the concepts "
+        "lie in it, ranked by their influence on the prediction. Play the song: the red line follows; click "
+        "the spectrogram to jump there.",
         [graph(ids.song("graph"), HEIGHT, "Click a radar in panel 4, or pick a song.", class_name=ids.SONG_GRAPH_CLASS),
          html.Audio(id=ids.song("audio"), controls=True, preload="auto", className=f"{ids.AUDIO_CLASS} w-100 mt-1"),
          dbc.RadioItems(id=ids.song("listen"), options=LISTEN_OPTIONS, value="song", inline=True,
                         className="small whypop-listen"),
-         html.Div(id=ids.song("caption"), className="small text-muted")],
+         html.Div(id=ids.song("caption"), className="small text-muted"),
+         *explain.explanation_area()],
         extra=extra,
     )
 
@@ -125,6 +129,9 @@ def register(app, ctx: AppContext) -> None:
         Output(ids.song("graph"), "figure"),
         Output(ids.song("audio"), "src"),
         Output(ids.song("caption"), "children"),
+        Output(ids.song("request"), "data"),
+        Output(ids.song("explanation"), "children"),
+        Output(ids.song("message"), "children"),
         Input(ids.links("song"), "data"),
         Input(ids.links("extraction"), "data"),
         Input(ids.links("concept"), "data"),
@@ -133,10 +140,18 @@ def register(app, ctx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def show_song(track_id, extraction_id, concept_id, only, listen):
+        eid, tid = as_id(extraction_id), as_track(track_id)
+        if eid is not None and tid and not explain.is_discovery(ctx, eid, tid):
+            try:
+                name = ctx.data.song_name(tid)
+            except NotFound as exc:
+                return figures.message_figure(str(exc), HEIGHT), None, "", None, [], ""
+            waiting = figures.message_figure(f"explaining {name}: placing the concepts in it…", HEIGHT)
+            return waiting, None, "", {"kind": "track", "id": tid, "extraction": eid}, [], ""
         concept = as_id(concept_id) if only else None
         listen = listen if listen in ("solo", "without") else "song"
         selected = as_id(concept_id) if listen != "song" else None
-        return cached_view(as_id(extraction_id), as_track(track_id), concept, listen, selected)
+        return (*cached_view(eid, tid, concept, listen, selected), None, [], "")
 
     @functools.lru_cache(maxsize=256)
     def cached_view(extraction_id, track_id, concept_id, listen, selected):

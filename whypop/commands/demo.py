@@ -30,11 +30,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=None, help="dashboard host (default 127.0.0.1)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="processes for preparation")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
+    p.add_argument("--make-song", metavar="GENRE", help="write one fresh demo clip of GENRE (in no run) and print "
+                   "its planted region as JSON, instead of building the demo")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="with --make-song: the clip's seed (default 0)")
+    p.add_argument("--out", metavar="FILE.wav", help="with --make-song: where to write the clip")
+
+
+def make_song(args: argparse.Namespace) -> int:
+    """`whypop demo --make-song GENRE --seed N --out FILE.wav`: one fresh clip, its planted region on stdout."""
+    import json
+
+    from whypop.demo import make_song as write_song
+    from whypop.errors import InputError
+
+    if not args.out:
+        raise InputError("--make-song needs --out FILE.wav (where to write the clip)")
+    run = Path(args.run)
+    store = RunStore(run) if (run / "run.sqlite").is_file() else None
+    cfg = load_cli_config(args, default="demo", store=store)
+    try:
+        clip = write_song(args.make_song, args.seed, Path(args.out), clip_seconds=cfg.demo.clip_seconds,
+                          sample_rate=cfg.demo.sample_rate, genres=cfg.demo.genres)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    box = clip.signature
+    print(json.dumps({"genre": clip.genre, "seed": args.seed, "path": str(clip.path), "label": box.label,
+                      "start_s": round(box.t0, 4), "end_s": round(box.t1, 4), "low_hz": box.f0, "high_hz": box.f1}))
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "make_song", None):
+        return make_song(args)
     from pipelines import demo  # the stages load torch
 
+    if getattr(args, "make_song", None):
+        return make_song(args)
     start = time.perf_counter()
     store = RunStore(Path(args.run), create=True)
     cfg = load_cli_config(args, default="demo", store=store)

@@ -27,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch-mode", choices=choices(PatchMode), help="crop and resize, or masked full frame")
     p.add_argument("--cav-mode", choices=choices(CavMode),
                    help="batched SGD solve, sklearn per pair, or batched logistic regression")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="run discovery N times (extract.seed + 1 .. + N-1, then extract.seed) and report how well "
+                        "the concepts match across seeds")
+    p.add_argument("--no-evaluate", action="store_true",
+                   help="skip the deletion and insertion tests (extract.evaluate = false)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
 
 
@@ -45,9 +50,17 @@ def main(args: argparse.Namespace) -> int:
 
     store = RunStore(args.run)
     flags = flag_overrides(args)
+    if getattr(args, "no_evaluate", False):
+        flags["evaluate"] = False
     cfg = load_cli_config(args, store=store, sections={"extract": flags} if flags else None)
+    stability = None
     with ProgressBars() as bars:
-        extraction_id = extract.run(cfg, store, bars, genres=args.genres)
+        if getattr(args, "seeds", None) and args.seeds != 1:
+            from pipelines import stability as stability_stage
+
+            extraction_id, stability = stability_stage.run(cfg, store, bars, seeds=args.seeds, genres=args.genres)
+        else:
+            extraction_id = extract.run(cfg, store, bars, genres=args.genres)
     ex = store.extraction(extraction_id)
     summary = ExtractionSummary.from_dict(ex["summary"])
     n = len(store.concepts(extraction_id))
@@ -60,4 +73,37 @@ def main(args: argparse.Namespace) -> int:
         print(line)
     for f in summary.artefact.get("flagged", []):
         print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: {f['black_share']:.0%} black")
+    if cfg.extract.evaluate:
+        from pipelines.evaluate import load
+        from whypop.commands.evaluate import format_result
+
+        result = load(store, extraction_id)
+        print(format_result(result) if result is not None else
+              "  deletion and insertion tests not run (see the warning above)")
+    if stability is not None:
+        print(format_stability(stability))
     return 0
+
+
+def format_stability(s) -> str:
+    """How well the concepts match across seeds, a line per genre."""
+    lines = [f"stability over seeds {', '.join(map(str, s.seeds))} (extractions "
+             f"{', '.join(map(str, s.extraction_ids))}; the first is the reference): mean best-match cosine of "
+             f"significant concepts {_num(s.best_cosine)}, share matched above {s.match}: {_pct(s.matched_share)}"]
+    for genre, g in s.genres.items():
+        line = (f"  {genre}: {g.significant} significant; best-match cosine per other seed "
+                f"{', '.join(_num(v) for v in g.best_cosine)}; matched {', '.join(_pct(v) for v in g.matched_share)}; "
+                f"top concept's match {', '.join(_num(v) for v in g.top_cosine)}")
+        if g.planted_found is not None:
+            line += (f"; planted signature found under {sum(g.planted_found)} of {len(g.planted_found)} seeds "
+                     f"(overlaps {', '.join(_num(v) for v in g.planted_overlap)})")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.0%}"

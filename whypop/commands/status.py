@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from whypop.ace import faithfulness, stability
 from whypop.results import ExtractionSummary, GenreSummary, JobProgress
 from whypop.store import RunStore
 
@@ -19,11 +20,29 @@ def main(args: argparse.Namespace) -> int:
     st = store.status()
     # what preparation skipped without a track to record it on (e.g. an empty genre folder)
     st["tracks"]["warnings"] = list(store.get_meta("prepare_warnings", None) or [])
+    add_tests(store, st)
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True))
         return 0
     print(format_status(st))
     return 0
+
+
+def add_tests(store: RunStore, st: dict) -> None:
+    """Each complete extraction's deletion/insertion tests and seed matching (None when not run);
+    the latest complete extraction's also at the top, as ``faithfulness`` and ``stability``."""
+    latest = None
+    for e in st["extractions"]:
+        e["faithfulness"] = e["stability"] = None
+        if e["status"] != "complete":
+            continue
+        path = store.extraction(e["extraction_id"])["path"]
+        f, s = faithfulness.load_file(path), stability.load_file(path)
+        e["faithfulness"] = None if f is None else f.to_dict()
+        e["stability"] = None if s is None else s.to_dict()
+        latest = e
+    st["faithfulness"] = None if latest is None else latest["faithfulness"]
+    st["stability"] = None if latest is None else latest["stability"]
 
 
 def format_status(st: dict) -> str:
@@ -57,6 +76,15 @@ def format_status(st: dict) -> str:
         lines.append(line)
         for genre, g in sorted(ExtractionSummary.from_dict(e.get("summary")).genres.items()):
             lines.extend(_planted_lines(genre, g))
+        if e.get("faithfulness"):
+            f = faithfulness.Faithfulness.from_dict(e["faithfulness"])
+            lines.extend(f"    {g.verdict()}" for g in f.genres.values())
+        if e.get("stability"):
+            s = stability.Stability.from_dict(e["stability"])
+            lines.append(f"    stability over seeds {', '.join(map(str, s.seeds))}: mean best-match cosine "
+                         f"{s.best_cosine}, share of significant concepts matched above {s.match}: {s.matched_share}"
+                         + ("" if s.planted_everywhere is None else
+                            f"; planted signatures found under every seed: {'yes' if s.planted_everywhere else 'no'}"))
     for j in st["jobs"][-10:]:
         lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {JobProgress.from_row(j).text} {j.get('error') or ''}".rstrip())
     return "\n".join(lines)
