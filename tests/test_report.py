@@ -18,7 +18,7 @@ import pytest
 from app_fixtures import fake_run  # noqa: F401 (fixture)
 from whypop import cli
 from whypop.app import download, export
-from whypop.app.model_figures import confusion_figure, faithfulness_curves, faithfulness_figure
+from whypop.app.model_figures import confusion_figure
 from whypop.app.report import ReportResult, build_report
 from whypop.errors import NotFound, WhypopError
 from whypop.report import ReportDocument, esc, script_json
@@ -133,28 +133,24 @@ def test_report_of_an_older_extraction_and_the_errors(fake_run, tmp_path):  # no
 
 
 def test_report_draws_faithfulness_when_stored(fake_run, tmp_path):  # noqa: F811
+    from whypop.ace import faithfulness as fm
+
     run = tmp_path / "run"
     shutil.copytree(fake_run, run)
-    curve = {"top": [0.5, 0.3, 0.2], "random": [0.8, 0.78, 0.75], "bottom": [0.9, 0.9, 0.88], "baseline": 0.91}
-    faith = {"genres": {"Kick": {"deletion": curve, "insertion": {"probability": curve}}}}
-    db = sqlite3.connect(run / "run.sqlite")
-    eid, summary = db.execute("SELECT extraction_id, summary FROM extractions WHERE status = 'complete' "
-                              "ORDER BY extraction_id DESC").fetchone()
-    db.execute("UPDATE extractions SET summary = ? WHERE extraction_id = ?",
-               (json.dumps({**json.loads(summary), "faithfulness": faith}), eid))
-    db.commit()
-    db.close()
+    store = RunStore(run)
+    assert build_report(store, tmp_path / "none.html", audio=False).faithfulness is False
+    record = store.extraction()
+    curve = fm.Curve(top=[0.5, 0.3, 0.2], random=[0.8, 0.78, 0.75], bottom=[0.9, 0.9, 0.88], baseline=0.91)
+    test = fm.Test(curve, curve, {})
+    genre = fm.GenreFaithfulness(HOSTILE, 4, ["kick_00"], [1, 2, 3], test, test, [], 1, 3)
+    faith = fm.Faithfulness(record["extraction_id"], 90.0, "held-out", {HOSTILE: genre})
+    (Path(record["path"]) / fm.FILE).write_text(json.dumps(faith.to_dict()))  # as the evaluation stage stores it
     result = build_report(RunStore(run), tmp_path / "f.html", audio=False)
-    assert result.faithfulness and "<h2>Faithfulness</h2>" in result.file.path.read_text()
-    # or as the evaluation stage stores it: faithfulness.json beside the extraction's arrays
-    first = RunStore(run).extractions()[0]
-    (Path(first["path"]) / "faithfulness.json").write_text(json.dumps(faith))
-    assert build_report(RunStore(run), tmp_path / "g.html", first["extraction_id"], audio=False).faithfulness
-    curves = faithfulness_curves(faith)
-    assert [(c.genre, c.test) for c in curves] == [("Kick", "deletion"), ("Kick", "insertion")]
-    fig = faithfulness_figure(curves)
-    assert {t.name for t in fig.data} == {"top concepts", "random concepts", "bottom concepts", "nothing changed"}
-    assert faithfulness_curves({"genres": {"Kick": {"deletion": "garbage"}}}) == []
+    html = result.file.path.read_text()
+    scripts, rest = _scripts_and_tags(html)
+    assert result.faithfulness and "Faithfulness: the deletion test" in html
+    assert result.file.figures == 2 + result.significant + 1
+    assert "<img src=x" not in rest and HOSTILE not in scripts  # the genre name in the verdict and the figure
 
 
 def test_confusion_figure_colours_by_row_share():

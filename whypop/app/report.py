@@ -2,7 +2,7 @@
 
 ``build_report(store, out)`` reads the run through the same views as the dashboard
 (:class:`whypop.app.data.AppData`), draws the same figures (:mod:`whypop.app.figures`,
-the radar of :mod:`whypop.app.radar`) and images (:mod:`whypop.app.images`), and writes
+the radar of :mod:`whypop.app.radar`, the deletion curves) and images (:mod:`whypop.app.images`), and writes
 them with :class:`whypop.report.ReportDocument`. Contents: the run and its model
 (accuracy per split, confusion matrix), the importance beeswarm and the concept map,
 per genre its concepts with p-values and flags and, for the significant ones, their
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import json
 import logging
 import os
 import time
@@ -32,7 +31,7 @@ from whypop.app.context import AppContext
 from whypop.app.export import export_name
 from whypop.app.data import NPZ_LOCK, AppData, Concept, ExtractionView
 from whypop.app.images import box_mask, encode, overlay_png, patch_image
-from whypop.app.model_figures import confusion_figure, faithfulness_curves, faithfulness_figure
+from whypop.app.model_figures import confusion_figure
 from whypop.errors import NotFound, WhypopError
 from whypop.listen import Listener
 from whypop.progress import Progress, ProgressEvent, null_progress
@@ -135,12 +134,14 @@ def build_report(store: RunStore | str | os.PathLike, out: str | os.PathLike, ex
     body: list[str] = [_header(data, view, record, run)]
     body.append(_model_section(doc, store, data, view, run))
     body.append(_overview_section(doc, view, colors, run))
-    curves = faithfulness_curves(_faithfulness(record))
-    if curves:
-        body.append("<h2>Faithfulness</h2><p class='small muted'>Mean probability of the genre on held-out songs "
-                    "as its top, random and bottom concepts (by TCAV) are removed (deletion) or kept alone "
-                    "(insertion), k = 1, 2, ...</p>")
-        body.append(doc.figure(faithfulness_figure(curves), export_name(run, f"e{eid}", "faithfulness")))
+    faith = data.faithfulness(eid)
+    if faith is not None and faith.genres:
+        body.append("<h2>Faithfulness: the deletion test</h2><p class='small muted'>Probability of the genre on "
+                    "held-out songs after filling the regions of its k top concepts by TCAV (solid), random regions "
+                    "of the same area (dashed) and its k bottom concepts (dotted); k = 0 is the songs untouched.</p>")
+        body.append(doc.figure(figures.faithfulness_figure(faith, colors, height_px=260),
+                               export_name(run, f"e{eid}", "faithfulness")))
+        body.append("".join(f"<div class='small'>{esc(line)}</div>" for line in figures.verdict_lines(faith)))
     progress(ProgressEvent(STAGE, "overview", 1, 1))
     source = "echonest" if data.has_source("echonest") else "audio"
     examples = 0
@@ -162,7 +163,7 @@ def build_report(store: RunStore | str | os.PathLike, out: str | os.PathLike, ex
     written = doc.write(out, "\n".join(body))
     progress(ProgressEvent(STAGE, "write", 1, 1))
     log.info("report of %s extraction %d: %s (%.1f MB)", run, eid, written.path, written.total_bytes / 1e6)
-    return ReportResult(written, run, eid, len(view.concepts), len(significant), examples, bool(curves),
+    return ReportResult(written, run, eid, len(view.concepts), len(significant), examples, faith is not None,
                         time.perf_counter() - started)
 
 
@@ -359,20 +360,6 @@ def _clip(doc: ReportDocument, clips: ClipRenderer | None, eid: int, c: Concept,
         log.warning("no clip for concept %d example %d: %s", c.concept_id, rank, exc)
         return ""
     return "" if clip is None else doc.audio(clip[0], clip[1], f"example {rank + 1} of {c.name}")
-
-
-FAITHFULNESS_FILE = "faithfulness.json"  # beside an extraction's arrays, written by the evaluation stage
-
-
-def _faithfulness(record: dict) -> Any:
-    """The extraction's stored faithfulness results (its file, or the record's key), or None."""
-    path = Path(record.get("path") or "") / FAITHFULNESS_FILE
-    if record.get("path") and path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            log.warning("unreadable %s: %s", path, exc)
-    return record.get("faithfulness") or (record.get("summary") or {}).get("faithfulness")
 
 
 def _flags(c: Concept) -> str:
