@@ -75,9 +75,9 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.3rem; border-b
   padding-bottom: .2rem; margin-top: 2.2rem; } h3 { font-size: 1.1rem; margin: 1.6rem 0 .3rem; }
 table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
 th, td { border-bottom: 1px solid #e5e5e5; padding: .2rem .6rem; text-align: left; vertical-align: top; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .muted { color: #6c757d; } .small { font-size: .85rem; }
-.flag { color: #b02a37; } .badge { display: inline-block; padding: 0 .4em; border-radius: .3em; font-size: .8rem;
+.flag { color: #b02a37; } .badge { display: inline-block; white-space: nowrap; padding: 0 .4em; border-radius: .3em; font-size: .8rem;
   background: #6c757d; color: #fff; } .badge.ok { background: #198754; }
 .row { display: flex; flex-wrap: wrap; gap: 1rem; } .row > * { flex: 1 1 420px; min-width: 0; }
 .wp-fig { width: 100%; }
