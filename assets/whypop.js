@@ -167,8 +167,11 @@
   // -- panel 5: the source swaps between the song and a concept's solo / mute: keep the position --
   var lastSrc = null, lastTime = 0, lastPlaying = false;
   function trackOf(src) {
-    // audio/<track> or listen/<extraction>/<concept>/song/<track>/<mode>.wav -> the track id
+    // audio/<track> or listen/<extraction>/<concept>/song/<track>/<mode>.wav -> the track id;
+    // upload/<sha256>/audio or listen/<extraction>/<concept>/upload/<sha256>/<mode>.wav -> "upload:<sha256>"
     var parts = (src || "").split("?")[0].split("/");
+    var u = parts.lastIndexOf("upload");
+    if (u >= 0 && u + 1 < parts.length) { return "upload:" + parts[u + 1]; }
     var i = parts.lastIndexOf("song");
     if (parts.indexOf("listen") >= 0 && i >= 0 && i + 1 < parts.length) { return parts[i + 1]; }
     return parts.indexOf("audio") >= 0 ? parts[parts.length - 1] : null;

@@ -35,7 +35,7 @@ from pipelines.common import load_current
 from pipelines.prepare import prepare_one
 from whypop.ace.activations import ActivationCache, LayerProbe, digest, masked_means, spatial_means, weights_digest
 from whypop.ace.patches import make_patches
-from whypop.ace.placement import QUANTILE, ConceptBank, Placement, SegmentParams, patch_features
+from whypop.ace.placement import QUANTILE, ConceptBank, Placement, SegmentParams, concept_masks, patch_features, segment
 from whypop.audio import encode_png
 from whypop.config import Config
 from whypop.errors import InputError, NotFound, StoreError
@@ -253,6 +253,54 @@ def explain_track(ctx: Context, track_id: str, progress: Progress = null_progres
     explanation.track_id = track_id
     explanation.genre = track.genre
     return explanation, placements, image
+
+
+# -- a concept's placed regions in a song (for listening) ------------------------------------------
+
+
+def placed_mask(store: RunStore, extraction_id: int, image: np.ndarray, explanation: SongExplanation,
+                concept_id: int) -> np.ndarray:
+    """The union (H, W) of the segments an explanation placed a concept on; empty when it placed none there.
+
+    The song's segments are recomputed from its image exactly as placement made them
+    (same parameters, deterministic), so a stored explanation needs no model.
+    """
+    image = np.asarray(image, dtype=np.uint8)
+    c = next((c for c in explanation.concepts if c.concept_id == int(concept_id)), None)
+    if c is None or not c.segments:
+        return np.zeros(image.shape, dtype=bool)
+    masks = segment(image, segment_params(store, extraction_id))
+    if max(c.segments) >= len(masks):
+        raise StoreError(f"the explanation of {explanation.song} names segment {max(c.segments)} but the song has "
+                         f"{len(masks)}: explain it again")
+    return masks[list(c.segments)].any(axis=0)
+
+
+def track_placed_mask(ctx: Context, track_id: str, concept_id: int, progress: Progress = null_progress) -> np.ndarray:
+    """A concept's placed regions (H, W) in a track of the run, from a fresh explanation of it."""
+    _, placements, image = explain_track(ctx, track_id, progress)
+    masks = concept_masks(placements, int(concept_id))
+    return masks.any(axis=0) if len(masks) else np.zeros(image.shape, dtype=bool)
+
+
+def upload_placed_mask(store: RunStore, digest_: str, extraction_id: int, concept_id: int,
+                       ctx: "Context | None" = None, progress: Progress = null_progress) -> np.ndarray:
+    """A concept's placed regions in an uploaded song: its stored explanation (made now with ``ctx`` when missing)."""
+    e = cached_upload(store, digest_, extraction_id)
+    if e is None:
+        if ctx is None:
+            raise NotFound(f"uploaded song {digest_[:12]} is not explained with extraction {extraction_id} yet")
+        e = explain_upload(ctx, digest_, progress)
+    return placed_mask(store, extraction_id, upload_image(store, digest_), e, concept_id)
+
+
+def upload_image(store: RunStore, digest_: str) -> np.ndarray:
+    """An uploaded song's stored spectrogram (uint8)."""
+    path = upload_dir(store, digest_) / "spectrogram.png"
+    if not path.is_file():
+        raise NotFound(f"uploaded song {digest_[:12]} has no spectrogram yet: explain it first")
+    with Image.open(path) as im:
+        return np.array(im.convert("L"))
 
 
 @dataclass

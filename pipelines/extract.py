@@ -51,12 +51,13 @@ from whypop.ace import flags, stats
 from whypop.ace.activations import ActivationCache, LayerProbe, digest, weights_digest
 from whypop.ace.extractor import ConceptExtractor, GenreImages, RandomSets
 from whypop.ace.patches import make_patches, mask_bbox
+from whypop.ace.planning import SPLITS, Request, plan_images, required_score_songs
 from whypop.ace.planted import mask_overlap, region_mask, signature_reliance
 from whypop.ace.ranking import Candidate, top_concept
 from whypop.ace.segment import random_segment
 from whypop.ace.summary import concept_map
 from whypop.audio import encode_png
-from whypop.geometry import box_to_pixels
+from whypop.geometry import box_to_pixels, empty_regions, fmax_hz
 from whypop.config import Config
 from whypop.errors import Cancelled, InputError, StoreError, WhypopError
 from whypop.model import get_layer
@@ -68,7 +69,6 @@ from whypop.store import RunStore
 log = logging.getLogger(__name__)
 
 STAGE = "extract"
-SPLITS = {"heldout": ("validation", "test"), "training": ("training",), "all": ("training", "validation", "test")}
 ARTEFACT_OVERLAP = 0.5  # a concept sits on the planted artefact when half its patch pixels do
 RELIANCE_DROP = 0.5  # the model relies on a planted signature when hiding it costs this much probability
 
@@ -84,19 +84,21 @@ class Plan:
     pool: list[str]  # random pool
     sets: list[list[str]]  # R + 1 random sets of track ids
     training: list[str]  # training tracks (for the fill value)
+    images_plan: object = None  # whypop.ace.planning.ImagePlan
+    audio: object = None  # the run's AudioConfig (the geometry of its spectrograms)
+    tracks: dict = dataclasses.field(default_factory=dict)  # track id -> Track (sample rate, duration)
+
+    def describe(self) -> str:
+        """The one line saying what the extraction uses and what it means."""
+        ex = self.cfg.extract
+        return self.images_plan.describe(self.genres, required_score_songs(ex.significance, ex.min_score_songs))
 
 
 # -- planning and validation (writes nothing) ---------------------------------------------
 
 
-def _order(ids: list[str], seed: int, salt: str) -> list[str]:
-    rng = np.random.default_rng([seed, zlib.crc32(salt.encode())])
-    ids = sorted(ids)
-    return [ids[i] for i in rng.permutation(len(ids))]
-
-
 def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = None) -> Plan:
-    """Check the inputs and choose every image; raises a WhypopError, writes nothing."""
+    """Check the inputs and choose every image (:mod:`whypop.ace.planning`); raises a WhypopError, writes nothing."""
     ex = cfg.extract
     ex.validate()
     loaded = load_current(store, ex.device)  # StoreError when the run has no model
@@ -112,34 +114,7 @@ def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = Non
     tracks = [t for t in store.tracks(status="ok") if t.genre in set(model_genres)]
     if not tracks:
         raise StoreError(f"run {store.root} has no prepared spectrograms")
-    image_splits, random_splits = SPLITS[ex.image_split], SPLITS[ex.random_split]
-    need = ex.discovery_images + ex.score_images
-    images: dict[str, tuple[list[str], list[str]]] = {}
-    used: set[str] = set()
-    for g in model_genres:  # every genre, so the random pool does not depend on --genres
-        ids = _order([t.track_id for t in tracks if t.genre == g and t.split in image_splits], ex.seed, g)
-        if g in wanted and len(ids) < need:
-            raise InputError(
-                f"genre {g} has {len(ids)} prepared {'/'.join(image_splits)} spectrograms, but "
-                f"extract.discovery_images + extract.score_images = {ex.discovery_images} + {ex.score_images} "
-                f"= {need} are needed: lower them or change extract.image_split"
-            )
-        chosen = ids[:need]
-        images[g] = (chosen[: ex.discovery_images], chosen[ex.discovery_images : need])
-        used.update(chosen)
-    pool = sorted(t.track_id for t in tracks if t.split in random_splits and t.track_id not in used)
-    if len(pool) < 2 * ex.random_set_size:
-        raise InputError(
-            f"the random pool ({'/'.join(random_splits)} tracks of every genre, minus discovery and score "
-            f"images) holds {len(pool)} spectrograms; 2 x extract.random_set_size = {2 * ex.random_set_size} "
-            f"are needed (the null set is disjoint from the experiment sets): lower it or change "
-            f"extract.random_split"
-        )
-    rng = np.random.default_rng([ex.seed, zlib.crc32(b"random sets")])
-    null = [int(i) for i in rng.choice(len(pool), ex.random_set_size, replace=False)]
-    rest = np.setdiff1d(np.arange(len(pool)), null)
-    sets = [[pool[i] for i in null]] + [[pool[i] for i in rng.choice(rest, ex.random_set_size, replace=False)]
-                                        for _ in range(ex.random_experiments)]
+    images = plan_images(tracks, model_genres, Request.from_config(ex), wanted)
     size = _image_size(store, tracks[0].track_id)
     if size != loaded.image_size:
         raise InputError(
@@ -147,7 +122,10 @@ def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = Non
             f"prepare the run with audio.image_size = {loaded.image_size}"
         )
     training = sorted(t.track_id for t in tracks if t.split == "training") or sorted(t.track_id for t in tracks)
-    return Plan(cfg, loaded, wanted, {g: images[g] for g in wanted}, pool, sets, training)
+    stored = store.stored_config()
+    return Plan(cfg, loaded, wanted, {g: (images.genres[g].discovery, images.genres[g].score) for g in wanted},
+                images.pool, images.sets, training, images, stored.audio if stored is not None else cfg.audio,
+                {t.track_id: t for t in tracks})
 
 
 def _image_size(store: RunStore, track_id: str) -> int:
@@ -207,6 +185,7 @@ def run(
     """Extract concepts for every genre (or ``genres``); returns the new extraction id."""
     start = time.perf_counter()
     plan = plan_extraction(cfg, store, genres)
+    log.info("%s", plan.describe())
     params = {"extract": dataclasses.asdict(cfg.extract), "summary": dataclasses.asdict(cfg.summary),
               "genres": plan.genres, "model_id": plan.loaded.model_id}
     extraction_id, partial = store.begin_extraction(params, code_version(), plan.loaded.model_id, job_id)
@@ -253,15 +232,18 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress, che
     loaded = plan.loaded
     probe = LayerProbe(loaded.model, ex.layer, loaded.device, ex.batch_size)
     cache = ActivationCache(store.root / "cache" / "activations" if ex.cache else None)
+    # the training augmentation's widest band, plus the resize's blur either side
+    band_width = int(np.ceil(cfg.augment.max_band * loaded.image_size)) + 2
     extractor = ConceptExtractor(probe, ex, fill, loaded.image_size, cache, weights_digest(loaded.model),
-                                 progress, check, ex.render_patches)
+                                 progress, check, ex.render_patches, band_width)
     unique = sorted({tid for s in plan.sets for tid in s})
     position = {tid: i for i, tid in enumerate(unique)}
     random_images = _load(store, unique, progress, check, "random loading")
     timings["load"] = time.perf_counter() - t
     if ex.random_kind == "patches":
         t = time.perf_counter()
-        random_images = random_patches(random_images, unique, ex, fill, loaded.image_size, progress, check)
+        random_images = random_patches(random_images, unique, ex, fill, loaded.image_size, progress, check,
+                                       _empty_maps(plan, unique) if ex.skip_empty else None)
         timings["segment"] = time.perf_counter() - t
     random = RandomSets(unique, random_images, [np.array([position[tid] for tid in s]) for s in plan.sets])
     extractor.fit_random(random)
@@ -272,7 +254,7 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress, che
         discovery_ids, score_ids = plan.images[g]
         images = GenreImages(
             g, loaded.genres.index(g), discovery_ids, _load(store, discovery_ids, progress, check, "loading", g),
-            score_ids, _load(store, score_ids, null_progress, check),
+            score_ids, _load(store, score_ids, null_progress, check), _empty_maps(plan, discovery_ids),
         )
         timings["load"] += time.perf_counter() - t
         result = extractor.fit_genre(images)
@@ -293,19 +275,33 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress, che
     return concepts, patches, {k: round(v, 3) for k, v in timings.items()}, summary
 
 
+def _empty_maps(plan: Plan, track_ids: list[str]) -> np.ndarray:
+    """(N, H, W) uint8 maps of the regions each track's geometry knows to be empty (see whypop.geometry)."""
+    audio = plan.audio
+    out = np.zeros((len(track_ids), audio.image_size, audio.image_size), np.uint8)
+    for i, tid in enumerate(track_ids):
+        t = plan.tracks.get(tid)
+        if t is not None:
+            out[i] = empty_regions(t.sample_rate, t.duration, audio)
+    return out
+
+
 def random_patches(images: np.ndarray, track_ids: list[str], ex, fill: float, size: int,
-                   progress: Progress = null_progress, check: Callable[[], None] = lambda: None) -> np.ndarray:
+                   progress: Progress = null_progress, check: Callable[[], None] = lambda: None,
+                   empty: np.ndarray | None = None) -> np.ndarray:
     """One random segment of each random spectrogram, made into a patch like the discovery ones.
 
     The segment is chosen by a generator seeded with ``extract.seed`` and the track id,
-    so a track contributes the same patch to every set and every extraction.
+    so a track contributes the same patch to every set and every extraction. With
+    ``empty`` (maps as :func:`whypop.geometry.empty_regions`), only where they are 0.
     """
     out = np.empty((len(images), size, size), np.uint8)
     for i, (image, tid) in enumerate(zip(images, track_ids)):
         if i % 16 == 0:
             check()
         rng = np.random.default_rng([ex.seed, zlib.crc32(tid.encode())])
-        mask = random_segment(image, ex.segments, rng, ex.compactness, ex.sigma)
+        valid = None if empty is None else empty[i] == 0
+        mask = random_segment(image, ex.segments, rng, ex.compactness, ex.sigma, valid=valid)
         out[i] = make_patches(image, mask[None], fill, ex.patch_mode, size)[0]
         if i + 1 == len(images) or i % 16 == 0:
             progress(ProgressEvent(STAGE, "random patches", i + 1, len(images)))
@@ -350,6 +346,19 @@ class _Writer:
                 boxes[r.kind].append(box_to_pixels(r.t0, r.t1, r.f0, r.f1, self.audio))
         return region_mask(shape, boxes["signature"]), region_mask(shape, boxes["artefact"])
 
+    def _geometry(self, track_ids: list[str]) -> tuple[float | None, str | None]:
+        """(the lowest source Nyquist in Hz below the mel range's top, the songs' end) of these tracks."""
+        tracks = [self.plan.tracks[t] for t in track_ids if t in self.plan.tracks]
+        rates = [t.sample_rate for t in tracks if t.sample_rate]
+        nyquist = min(rates) / 2 if rates and min(rates) / 2 < fmax_hz(self.audio) else None
+        short = [t.duration for t in tracks if t.duration and t.duration < self.audio.duration]
+        song_end = None
+        if short and self.audio.pad == "silence":
+            lo, hi = min(short), max(short)
+            when = f"{lo:.0f} s" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f} s"
+            song_end = f"the songs end at {when} of the {self.audio.duration:g} s window"
+        return nyquist, song_end
+
     def add_genre(self, result, images) -> None:
         g = result.genre
         refs = [save_masks(self.partial, tid, m) for tid, m in zip(images.discovery_ids, result.masks)]
@@ -359,11 +368,16 @@ class _Writer:
         art_overlap = [None if r[1] is None else mask_overlap(m, r[1]) for m, r in zip(result.masks, regions)]
         planted = any(r[0] is not None for r in regions)
         description = stats.threshold(len(result.concepts), self.ex.significance, self.ex.correction)
+        min_songs = required_score_songs(self.ex.significance, self.ex.min_score_songs)
+        if len(images.score_ids) < min_songs:
+            description = (f"TCAV from {len(images.score_ids)} score songs; at least {min_songs} are needed for "
+                           f"any outcome to be significant at {self.ex.significance:g}")
+        nyquist, song_end = self._geometry(images.discovery_ids)
         first = len(self.concepts)
         for ci, c in enumerate(result.concepts):
             cid = first + ci
             flag_list = []
-            dark = flags.darkness_flag(result.darkness[ci], self.ex.black_share)
+            dark = flags.darkness_flag(result.darkness[ci], self.ex.black_share, nyquist, song_end)
             if dark:
                 flag_list.append(dark)
             if not result.significant[ci]:
@@ -391,6 +405,7 @@ class _Writer:
             })
             self.records.append(ConceptRecord(
                 cid, black_share=result.darkness[ci].black_share, band_share=result.darkness[ci].band_share,
+                nyquist_share=result.darkness[ci].nyquist_share, padding_share=result.darkness[ci].padding_share,
                 signature_overlap=float(np.mean(sig_vals)) if sig_vals else None,
                 artefact_overlap=float(np.mean(art_vals)) if art_vals else None,
                 cav_accuracy=float(result.accuracy[ci]), n_images=int(c.n_images),
@@ -409,6 +424,7 @@ class _Writer:
             n_patches=int(len(result.patch_image)), n_concepts=len(result.concepts),
             n_significant=int(np.sum(result.significant)), chance=chance,
             null_mean=float(result.null.mean()), null_cav_accuracy=result.null_accuracy,
+            discovery_songs=len(images.discovery_ids), score_songs=len(images.score_ids), min_score_songs=min_songs,
         )
 
     def reliance(self, genre: str, images, loaded, fill: float) -> None:
@@ -469,13 +485,13 @@ class _Writer:
             tcav_gradient=self.ex.tcav_gradient, genres=genres,
             random={
                 "kind": self.ex.random_kind,
-                "protocol": f"{R + 1} sets of {self.ex.random_set_size} spectrograms drawn without replacement "
+                "protocol": f"{R + 1} sets of {self.plan.images_plan.set_size} spectrograms drawn without replacement "
                             f"from the {'/'.join(SPLITS[self.ex.random_split])} tracks of every genre minus all "
                             f"discovery and score images ({len(self.plan.pool)} in the pool); set 0 is the null "
                             f"concept, disjoint from sets 1..{R}, the experiments; the same sets for every genre"
                             + ("; each spectrogram enters as one random segment of it, made into a patch like "
                                "the discovery patches" if self.ex.random_kind == "patches" else ""),
-                "pool": len(self.plan.pool), "experiments": R, "set_size": self.ex.random_set_size,
+                "pool": len(self.plan.pool), "experiments": R, "set_size": self.plan.images_plan.set_size,
                 "sets": [list(s) for s in self.plan.sets],
             },
             significance={
@@ -487,6 +503,19 @@ class _Writer:
             concepts=tuple(self.records),
             clusters=len(cmap.cluster_ids),
             fill_value=fill, cache=cache, activation_shape=tuple(activation_shape),
+            plan={
+                "line": self.plan.describe(), "scaled": self.plan.images_plan.scaled,
+                "requested": {"discovery_images": self.ex.discovery_images, "score_images": self.ex.score_images,
+                              "random_set_size": self.ex.random_set_size},
+                "used": {"random_set_size": self.plan.images_plan.set_size,
+                         "score_songs": {g: v.score_songs for g, v in self.genres.items()},
+                         "discovery_songs": {g: v.discovery_songs for g, v in self.genres.items()}},
+                "reserved_for_pool": self.plan.images_plan.reserved,
+                "min_score_songs": required_score_songs(self.ex.significance, self.ex.min_score_songs),
+                "rule": "significance is reported only for genres whose TCAV scores rest on at least "
+                        "min_score_songs score songs: below that, no outcome of the songs can reach the level "
+                        "(two-sided sign test, 2 x 0.5^n > alpha)",
+            },
         )
         return self.concepts, self.patches, summary
 
@@ -498,6 +527,7 @@ class _Writer:
             if dark:
                 flagged.append({"concept_id": c["concept_id"], "genre": c["genre"], "flag": dark[0],
                                 "black_share": round(e.black_share, 4), "band_share": round(e.band_share, 4),
+                                "empty_share": round((e.nyquist_share or 0.0) + (e.padding_share or 0.0), 4),
                                 "tcav_mean": c["tcav_mean"], "significant": c["significant"],
                                 "planted_overlap": None if e.artefact_overlap is None else round(e.artefact_overlap, 4)})
             if e.artefact_overlap is not None and e.artefact_overlap >= ARTEFACT_OVERLAP:
@@ -506,8 +536,11 @@ class _Writer:
                                    "black_share": round(e.black_share, 4), "flagged": bool(dark)})
         planted = any(e.artefact_overlap is not None for e in self.records)  # the run has ground truth
         return {
-            "rule": f"flagged when at least {self.ex.black_share:.0%} of the concept's patch pixels are black "
+            "rule": f"flagged above-nyquist or padding when at least {self.ex.black_share:.0%} of the concept's "
+                    f"patch pixels lie where the tracks' sample rate and duration say the image is empty; else "
+                    f"augmentation-band or silence when at least {self.ex.black_share:.0%} are black "
                     f"(<= {self.ex.black_level}/255)",
+            "skip_empty": self.ex.skip_empty,
             "flagged": flagged,
             # demo ground truth: concepts whose patches lie mostly (>= 50% of mask pixels) on planted
             # artefact boxes; a zeroed low-frequency band may not be black in the image, so not all are

@@ -7,6 +7,7 @@ recorded against their track with a one-line reason and the batch goes on. Work 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from whypop import audio
+from whypop.collection import summarize
 from whypop.config import Config
 from whypop.datasets import Collection, read_fma, read_folders
 from whypop.demo import generate_demo
@@ -38,6 +40,7 @@ class PrepareCounts:
     skipped: int
     ok: int
     failed_total: int
+    collection: dict | None = None  # whypop.collection.CollectionSummary.to_dict() of the prepared tracks
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,15 @@ def run(
     progress: Progress = null_progress,
     retry_failed: bool = False,
 ) -> PrepareCounts:
-    """Prepare every track of a collection; returns the counts of this pass and of the run."""
-    _check_same_settings(cfg, store, ("audio", "demo") if demo else ("audio",))
-    collection = collect(cfg, store, audio_dir, layout, metadata, demo=demo, progress=progress)
+    """Prepare every track of a collection; returns the counts of this pass and of the run, and the
+    collection's summary (``collection``: CollectionSummary.to_dict(), its warnings name fixes)."""
+    if cfg.audio.fmax == "auto" and not demo:  # the mel range follows the sources: read their rates first
+        collection = collect(cfg, store, audio_dir, layout, metadata, progress=progress)
+        cfg = resolve_fmax(cfg, collection)
+        _check_same_settings(cfg, store, ("audio",))
+    else:
+        _check_same_settings(cfg, store, ("audio", "demo") if demo else ("audio",))
+        collection = collect(cfg, store, audio_dir, layout, metadata, demo=demo, progress=progress)
     previous_root = store.audio_root
     if previous_root is not None and previous_root != collection.audio_root:
         raise InputError(
@@ -174,7 +183,26 @@ def run(
                            ok=len(store.tracks(status="ok")), failed_total=len(store.tracks(status="failed")))
     if counts.ok == 0:
         raise InputError(f"nothing usable in {collection.audio_root}: every track failed (see `whypop status`)")
-    return counts
+    summary = summarize(store.tracks(status="ok"), cfg.audio, cfg.dataset.split, fixed_split=demo or layout == "fma")
+    store.set_meta("collection", summary.to_dict())
+    for w in summary.warnings:
+        log.info("collection: %s", w)
+    return dataclasses.replace(counts, collection=summary.to_dict())
+
+
+def resolve_fmax(cfg: Config, collection: Collection) -> Config:
+    """``audio.fmax = "auto"`` -> the common Nyquist of the sources (the lowest), in Hz, at most the target's."""
+    import soundfile as sf
+
+    rates = []
+    for t in collection.tracks:
+        try:
+            rates.append(int(sf.info(str(collection.audio_root / t.source)).samplerate))
+        except Exception:  # unreadable: preparation records why
+            continue
+    top = cfg.audio.sample_rate / 2
+    fmax = min([top] + [r / 2 for r in rates])
+    return cfg.replace(audio={"fmax": float(fmax)})
 
 
 def _check_same_settings(cfg: Config, store: RunStore, sections: tuple[str, ...]) -> None:

@@ -151,6 +151,23 @@ def test_extraction_follows_the_file_contract(tiny_run):
     assert ("extract", "summary", None) in stages
 
 
+def test_a_small_run_is_scaled_not_refused(tiny_run, tmp_path):
+    """Asking for more images than the run holds scales the sizes down, with the line saying so."""
+    import pipelines.extract
+
+    shutil.copytree(tiny_run, tmp_path / "run")
+    store = RunStore(tmp_path / "run")
+    eid = pipelines.extract.run(_config(discovery_images=6, score_images=6, random_set_size=10), store,
+                                genres=["Alpha"])
+    summary = store.extraction(eid)["summary"]
+    alpha = summary["genres"]["Alpha"]
+    assert (alpha["discovery_songs"], alpha["score_songs"]) == (3, 3)  # the 6 held-out tracks, halved
+    assert not set(alpha["discovery"]) & set(alpha["score"])
+    assert summary["plan"]["scaled"] and summary["random"]["set_size"] == 9  # 18 training tracks
+    assert "TCAV from 3 songs per genre: scores move in steps of 1/3" in summary["plan"]["line"]
+    assert not any(c["significant"] for c in store.concepts(eid))  # fewer than 8 score songs
+
+
 def test_rerun_hits_the_activation_cache_and_gives_the_same_result(tiny_run):
     import pipelines.extract
 
@@ -170,8 +187,8 @@ def test_rerun_hits_the_activation_cache_and_gives_the_same_result(tiny_run):
     "extract,error,words",
     [
         ({"layer": "layer9.conv"}, ConfigError, "valid layers include"),
-        ({"discovery_images": 6}, InputError, "discovery_images"),
-        ({"random_set_size": 10}, InputError, "random pool"),
+        # too few images is planned (scaled down), not refused; below the floor it is refused
+        ({"random_split": "heldout"}, InputError, "random sets of at least 4"),
     ],
 )
 def test_bad_inputs_write_nothing(tiny_run, extract, error, words):

@@ -15,7 +15,7 @@ from whypop.cli import COMMANDS, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 STATUS_KEYS = {"tracks", "model", "extractions", "jobs", "features", "planted_regions", "run", "schema_version", "audio_root",
-               "faithfulness", "stability"}
+               "faithfulness", "stability", "collection"}
 
 
 def run_cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess:

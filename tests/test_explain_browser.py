@@ -123,3 +123,48 @@ def test_explain_a_non_discovery_track_from_the_picker(served, page):
     assert f"song={track.track_id}" in page.url
     assert not page.errors, page.errors
     json.dumps(page.errors)
+
+
+LISTEN = "solo the selected concept"
+
+
+def _solo_plays(page, suffix: str) -> None:
+    page.get_by_label(LISTEN).check()
+    page.wait_for_function(f"() => document.querySelector('audio.whypop-audio').src.endsWith({json.dumps(suffix)})",
+                           timeout=TIMEOUT_MS)
+    page.evaluate("() => { const a = document.querySelector('audio.whypop-audio'); a.muted = true; return a.play(); }")
+    page.wait_for_function("() => document.querySelector('audio.whypop-audio').currentTime > 0.3", timeout=60_000)
+    caption = page.inner_text("[id='{\"part\":\"caption\",\"whypop\":\"song\"}']")
+    assert "playing the song only" in caption and "where the explanation places it" in caption
+
+
+def test_solo_a_concept_in_an_explained_track_and_in_an_upload(served, page, tmp_path):
+    """Panel 5's solo plays the explanation's placed regions of the selected concept, outside the discovery songs."""
+    import pipelines.explain as pe
+    from whypop.cli import main
+    from whypop.store import RunStore
+
+    run, url = served
+    store = RunStore(run)
+    ex = store.extraction()
+    eid = ex["extraction_id"]
+    used = {t for g in ex["summary"]["genres"].values() for t in g["discovery"]}
+    track = next(t for t in store.tracks(status="ok") if t.track_id not in used and t.genre == "Hats").track_id
+    song = tmp_path / "fresh hats.wav"
+    assert main(["demo", "--make-song", "Hats", "--seed", "5", "--out", str(song), "--run", str(run)]) == 0
+    ctx = pe.context(store, eid, "cpu", cache=False)
+    concept = pe.explain_track(ctx, track)[0].concepts[0].concept_id
+    up_concept = pe.explain_file(ctx, song)[0].concepts[0].concept_id
+
+    page.goto(url + "?" + urllib.parse.urlencode({"extraction": eid, "concept": concept, "song": track}))
+    page.wait_for_selector(".whypop-explained", timeout=TIMEOUT_MS)
+    _solo_plays(page, f"/listen/{eid}/{concept}/song/{track}/solo.wav")
+
+    page.goto(url + "?" + urllib.parse.urlencode({"extraction": eid, "concept": up_concept}))
+    page.wait_for_selector(".whypop-upload-button", timeout=TIMEOUT_MS)
+    _upload(page, song)
+    page.wait_for_selector(".whypop-explained", timeout=TIMEOUT_MS)
+    digest = pe.content_hash(song)
+    _solo_plays(page, f"/listen/{eid}/{up_concept}/upload/{digest}/solo.wav")
+    assert "fresh hats.wav" in page.inner_text("[id='{\"part\":\"caption\",\"whypop\":\"song\"}']")
+    assert not page.errors, page.errors

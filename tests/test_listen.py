@@ -243,7 +243,9 @@ def test_listen_routes_render_once_then_serve_the_file_with_ranges(client, run):
     "/listen/2/101/0/solo.mp3",
     "/listen/2/101/-1/solo.wav",
     "/listen/2/101/song/nope/solo.wav",
-    "/listen/2/101/song/voice_05/solo.wav",  # no region of the concept in that song
+    "/listen/2/101/song/voice_00/solo.wav",  # a discovery song without the concept's regions
+    "/listen/2/101/upload/abc/solo.wav",     # not an upload id
+    "/listen/2/101/upload/" + "ab" * 32 + "/solo.wav",  # no such upload
     "/listen/2/101/song/..%2F..%2Frun.sqlite/solo.wav",
     "/listen/2/101/song/bells_00/loud.wav",
     "/listen/",
@@ -287,7 +289,9 @@ def test_cli_json_reports_region_gain_and_band_share(run, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--concept", "999"], "unknown concept id"),
     (["--concept", "101", "--rank", "40"], "no example of rank 40"),
-    (["--concept", "101", "--track", "voice_05"], "no region in song"),
+    (["--concept", "101", "--track", "voice_00"], "no region in song"),  # a discovery song of another genre
+    (["--concept", "101", "--track", "voice_05", "--upload", "ab" * 32], "not both"),
+    (["--concept", "101", "--upload", "ab" * 32], "no uploaded song"),
     (["--concept", "101", "--track", "nope"], "unknown track id"),
     (["--concept", "101", "--out-as", "x"], None),
 ])
@@ -340,3 +344,154 @@ def test_song_player_solo_and_mute(fake_run):  # noqa: F811
     assert src == "/audio/bells_01" and "no region in this song" in caption
     _, src, _ = song_view(ctx, 2, "bells_01", None, "song", concept)
     assert src == "/audio/bells_01"
+
+
+# -- songs that are not discovery songs: where the per-song explanation places the concept ----------------
+
+
+def _placed_box(cfg) -> np.ndarray:
+    """A stand-in placement on the fake run's images: 0.5-3.5 s, 300-600 Hz (the Kick songs' 440 Hz tone)."""
+    return _box_mask(geometry.Region(0.5, 3.5, 300.0, 600.0), cfg)
+
+
+def test_placed_regions_render_in_any_track_and_are_cached(run):
+    from whypop.errors import NotFound
+    from whypop.listen import Listener
+    from whypop.store import RunStore
+
+    store = RunStore(run)
+    listener = Listener(store)
+    assert "kick_05" not in listener.discovery_songs(2) and "kick_00" in listener.discovery_songs(2)
+    calls = []
+
+    def mask():
+        calls.append(1)
+        return _placed_box(listener.audio)[None]  # (M, H, W): the placed segments
+
+    first = listener.placed(2, 101, "kick_05", "solo", mask)
+    assert not first.cached and first.rank is None and first.track_id == "kick_05"
+    samples, rate = sf.read(str(first.path), dtype="float32")
+    assert samples.shape[0] == pytest.approx(4.0 * rate, abs=2)  # the whole window: the playhead stays right
+    r = first.info.region
+    assert 0.4 < r.start_s < 0.6 and 3.4 < r.end_s < 3.6
+    assert sonify.band_share(samples, rate, r.low_hz, r.high_hz) > 0.9
+    again = listener.placed(2, 101, "kick_05", "solo", mask)
+    assert again.cached and again.path == first.path and calls == [1]  # the placement is not asked again
+    without = listener.placed(2, 101, "kick_05", "without", mask)
+    rest, _ = sf.read(str(without.path), dtype="float32")
+    song, _ = sf.read(str(run / "audio" / "Kick" / "kick_05.wav"), dtype="float32")
+    span = slice(int(0.6 * rate), int(3.4 * rate))
+    solo = samples / 10 ** (first.info.gain_db / 20)  # undo the loudness gain (the sidecar says it)
+    rest = rest / 10 ** (without.info.gain_db / 20)
+    assert np.abs(solo[span] + rest[span] - song[span]).max() < 0.02
+    with pytest.raises(NotFound, match="not placed in song 'voice_05'"):
+        listener.placed(2, 101, "voice_05", "solo", lambda: np.zeros((0, 128, 128), bool))
+    with pytest.raises(NotFound, match="unknown track id"):
+        listener.placed(2, 101, "nope", "solo", mask)
+
+
+def test_listen_route_serves_placed_regions_in_explained_songs(client, run, monkeypatch):
+    import pipelines.explain as pe
+    from whypop.app import explain as app_explain
+    from whypop.explain import Prediction, SongExplanation
+
+    asked = []
+
+    def compute(root, req, cache, progress):
+        asked.append(req)
+        return SongExplanation(req["id"], Prediction("Kick", {"Kick": 1.0}), [])
+
+    def placed_mask(store, eid, image, e, cid):
+        from whypop.listen import Listener
+
+        return _placed_box(Listener(store).audio) if cid == 101 else np.zeros(image.shape, bool)
+
+    monkeypatch.setattr(app_explain, "compute", compute)
+    monkeypatch.setattr(pe, "placed_mask", placed_mask)
+    r = client.get("/listen/2/101/song/kick_05/solo.wav")
+    assert r.status_code == 200 and r.data[:4] == b"RIFF" and asked[0]["id"] == "kick_05"
+    samples, rate = sf.read(io.BytesIO(r.data), dtype="float32")
+    assert sonify.band_share(samples, rate, 300.0, 600.0) > 0.9
+    cached = list((run / "extractions" / "2" / "listen").rglob("placed-101-*-solo.wav"))
+    assert len(cached) == 1 and cached[0].read_bytes() == r.data
+    part = client.get("/listen/2/101/song/kick_05/solo.wav", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.data == r.data[:100] and len(asked) == 1  # served from the file
+    assert client.get("/listen/2/102/song/kick_05/solo.wav").status_code == 404  # not placed there
+    assert client.get("/listen/2/101/song/nope/solo.wav").status_code == 404 and len(asked) == 2
+
+
+def test_explained_song_player_solo_and_mute(fake_run):  # noqa: F811
+    from whypop.app.context import AppContext
+    from whypop.app.data import AppData
+    from whypop.app.explain import explained_listen_source
+    from whypop.explain import ConceptExplanation, Prediction, SongExplanation
+    from whypop.store import RunStore
+
+    ctx = AppContext(AppData(RunStore(fake_run)), "/")
+    placed = ConceptExplanation(101, "Bells", "Bells concept 1", 0.5, 0.1, [geometry.Region(0.5, 3.5, 300, 600)], [0],
+                                0.1)
+    e = SongExplanation("kick_05", Prediction("Kick", {"Kick": 1.0}), [placed], extraction_id=2)
+    req = {"kind": "track", "id": "kick_05", "extraction": 2, "listen": "solo", "concept": 101}
+    src, note = explained_listen_source(ctx, e, req)
+    assert src == "/listen/2/101/song/kick_05/solo.wav" and "only Bells concept 1" in note
+    src, note = explained_listen_source(ctx, e, {**req, "listen": "without"})
+    assert src == "/listen/2/101/song/kick_05/without.wav" and "without" in note
+    src, note = explained_listen_source(ctx, e, {**req, "concept": 102})
+    assert src is None and "not placed in this song" in note
+    assert explained_listen_source(ctx, e, {**req, "listen": "song"}) == (None, "")
+    digest = "ab" * 32
+    src, _ = explained_listen_source(ctx, e, {**req, "kind": "upload", "id": digest})
+    assert src == f"/listen/2/101/upload/{digest}/solo.wav"
+
+
+# -- slow: the demo run, a song that is not a discovery song -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_copy(demo_run, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("listen-demo") / "run"
+    shutil.copytree(demo_run, dst)
+    return dst
+
+
+@pytest.mark.slow
+def test_cli_and_route_play_a_concept_in_a_song_it_was_not_found_in(demo_copy, tmp_path, capsys):
+    import pipelines.explain as pe
+    from whypop.ace.placement import concept_masks
+    from whypop.app import create_app
+    from whypop.cli import main
+    from whypop.listen import Listener
+    from whypop.store import RunStore
+
+    store = RunStore(demo_copy)
+    listener = Listener(store)
+    discovery = listener.discovery_songs(None)
+    track = next(t.track_id for t in store.tracks(status="ok") if t.genre == "Hats" and t.track_id not in discovery)
+    ctx = pe.context(store, None, "cpu")
+    e, placements, image = pe.explain_track(ctx, track)
+    concept = e.concepts[0].concept_id
+    mask = concept_masks(placements, concept).any(axis=0)
+    # the stored explanation alone gives the same regions (segments recomputed from the image)
+    assert np.array_equal(pe.placed_mask(store, ctx.extraction_id, image, e, concept), mask)
+    out = tmp_path / "placed.wav"
+    assert main(["listen", "--run", str(demo_copy), "--concept", str(concept), "--track", track, "--out", str(out),
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    samples, rate = sf.read(str(out), dtype="float32")
+    assert d["track_id"] == track and d["rank"] is None and d["fallback"] is None
+    assert samples.shape[0] == pytest.approx(d["clip_duration_s"] * rate, abs=2) and d["clip_start_s"] == 0
+    region = geometry.mask_region(mask, listener.audio)
+    assert (d["low_hz"], d["high_hz"]) == pytest.approx((region.low_hz, region.high_hz))
+    share = sonify.band_share(samples, rate, d["low_hz"], d["high_hz"])
+    assert share > 0.8 and d["band_share"] == pytest.approx(share, abs=1e-3)
+    absent = next(c["concept_id"] for c in store.concepts(ctx.extraction_id)
+                  if all(x.concept_id != c["concept_id"] for x in e.concepts))
+    assert main(["listen", "--run", str(demo_copy), "--concept", str(absent), "--track", track,
+                 "--out", str(tmp_path / "absent.wav")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is not placed in song" in err[-1] and "Traceback" not in "\n".join(err)
+    client = create_app(demo_copy, prefix="/").server.test_client()
+    eid = ctx.extraction_id
+    r = client.get(f"/listen/{eid}/{concept}/song/{track}/solo.wav")
+    assert r.status_code == 200 and r.data == out.read_bytes()  # the command's cached clip
+    assert client.get(f"/listen/{eid}/{absent}/song/{track}/solo.wav").status_code == 404

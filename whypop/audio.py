@@ -26,6 +26,7 @@ import numpy as np
 
 from whypop.config import AudioConfig
 from whypop.errors import InputError
+from whypop.geometry import fmax_hz
 
 if TYPE_CHECKING:
     import torch
@@ -108,6 +109,13 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(samples, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
 
+def repeat_to(samples: np.ndarray, n: int) -> np.ndarray:
+    """Loop a clip shorter than ``n`` samples until it fills them (``audio.pad = "repeat"``)."""
+    if samples.shape[0] >= n or samples.shape[0] == 0:
+        return samples
+    return np.resize(np.asarray(samples, dtype=np.float32), n)
+
+
 def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
     """Pad with silence or keep the first ``n`` samples."""
     if samples.shape[0] >= n:
@@ -118,12 +126,18 @@ def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney mel filterbank (torchaudio's), as a dense (bins, n_mels) matrix."""
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float | None = None) -> np.ndarray:
+    """Slaney mel filterbank (torchaudio's) from 0 Hz to ``fmax`` (default Nyquist), dense (bins, n_mels)."""
     import torchaudio.functional as AF
 
-    fb = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
+    top = sample_rate / 2 if fmax is None else float(fmax)
+    fb = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, top, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
     return np.ascontiguousarray(fb.numpy(), dtype=np.float32)
+
+
+def _filters(cfg: AudioConfig) -> np.ndarray:
+    top = fmax_hz(cfg)
+    return _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels, None if top >= cfg.sample_rate / 2 else top)
 
 
 # -- the STFT and mel core ----------------------------------------------------------------
@@ -214,7 +228,7 @@ def _native_factor(sr: int, cfg: AudioConfig) -> int:
 
 @functools.lru_cache(maxsize=16)
 def _grid(sr: int, cfg: AudioConfig) -> _Grid:
-    fb = _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
+    fb = _filters(cfg)
     k = _native_factor(sr, cfg)
     if k == 1:
         return _Grid(cfg.sample_rate, cfg.n_fft, cfg.hop_length, _Bands.of(fb), cfg.n_mels)
@@ -555,9 +569,12 @@ def spectrogram_from_samples(samples: np.ndarray, sr: int, cfg: AudioConfig) -> 
     """Mono samples at any rate -> the uint8 spectrogram image.
 
     Resample to cfg.sample_rate (or stay native, see the note above), keep the first
-    cfg.duration seconds or pad with silence, mel power, dB, resize.
+    cfg.duration seconds or pad (with silence, or with ``audio.pad = "repeat"`` by
+    looping the clip), mel power, dB, resize.
     """
     grid = _grid(int(sr), cfg)
+    if cfg.pad == "repeat":
+        samples = repeat_to(samples, int(math.ceil(cfg.duration * sr)))
     if grid.rate != sr:
         samples = resample(samples, sr, grid.rate)
     n_target = int(round(cfg.duration * cfg.sample_rate))

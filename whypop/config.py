@@ -84,9 +84,19 @@ class AudioConfig:
     n_mels: int = 128
     image_size: int = 224  # pixels, square
     top_db: float = 80.0  # dB range mapped to 0..255 (below peak - top_db is black)
+    fmax: float | str = "nyquist"  # top of the mel range: "nyquist" (sample_rate / 2), "auto" (the sources'), or Hz
+    pad: str = "silence"  # clips shorter than `duration`: "silence" (thesis) or "repeat" (loop the clip)
 
     def validate(self) -> None:
         _positive(self, "sample_rate", "duration", "n_fft", "hop_length", "n_mels", "image_size", "top_db")
+        if isinstance(self.fmax, str):
+            if self.fmax not in ("nyquist", "auto"):
+                raise ConfigError(f"audio.fmax={self.fmax!r}: allowed are \"nyquist\", \"auto\" or a frequency in Hz")
+        elif not 1000 <= self.fmax <= self.sample_rate / 2:
+            raise ConfigError(f"audio.fmax={self.fmax:g} Hz: must be between 1000 Hz and the Nyquist frequency "
+                              f"sample_rate / 2 = {self.sample_rate / 2:g} Hz")
+        if self.pad not in ("silence", "repeat"):
+            raise ConfigError(f"audio.pad={self.pad!r}: allowed are \"silence\" (thesis) and \"repeat\"")
         if self.sample_rate < 4000:
             raise ConfigError(f"audio.sample_rate={self.sample_rate} is too low (at least 4000 Hz)")
         if self.n_fft < 16:
@@ -213,8 +223,10 @@ class ExtractConfig:
     tcav_gradient: str = "logit"  # logit (paper) or loss (reference code)
     significance: float = 0.01  # family-wise level
     correction: str = "holm"  # holm, bonferroni, none
+    min_score_songs: int = -1  # fewer score songs: nothing significant; -1 = from the level (8 at 0.01), 0 = off
     black_level: int = 16  # pixel values at or below this count as black (silence, bands)
     black_share: float = 0.5  # a concept whose patch pixels are this black is flagged
+    skip_empty: bool = True  # segment only where the image can hold music (not above Nyquist, not padding)
     render_patches: int = 10  # patch images rendered per concept (what the network saw)
     cache: bool = True  # cache activations and gradients under <run>/cache/activations
     batch_size: int = 32
@@ -249,6 +261,9 @@ class ExtractConfig:
             raise ConfigError(f"extract.discovery_images={self.discovery_images}: allowed 2..10000")
         if not 0 < self.significance < 1:
             raise ConfigError(f"extract.significance={self.significance}: must be in (0, 1)")
+        if self.min_score_songs < -1:
+            raise ConfigError(f"extract.min_score_songs={self.min_score_songs}: -1 (from the significance "
+                              f"level), 0 (off) or a count of songs")
         if self.score_images < 1:
             raise ConfigError(f"extract.score_images={self.score_images}: at least 1")
         if self.random_set_size < 2 or self.max_concept_patches < 2:
@@ -463,6 +478,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+    elif text == "float | str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
     elif text.startswith("tuple"):
         if isinstance(value, (list, tuple)):
             inner = float if "float" in text else int

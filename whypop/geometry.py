@@ -21,6 +21,10 @@ tile the whole time-frequency window: every (second, Hz) in it lies in exactly o
 pixel. Inside, edges are exact; the resize's blur (about one input pixel either side)
 and each band's width mean a pixel also *sees* a little of its neighbours' cells.
 
+Regions known to be empty (:func:`empty_regions`): the rows above a source's Nyquist
+frequency when it is below the mel range's top (``audio.fmax``), and the columns after
+a short song ends when it is padded with silence (``audio.pad``).
+
 Also here, unchanged: the planted-box approximation :func:`box_to_pixels` (linear in mel
 from 0 Hz to Nyquist over the image height) that extraction uses for planted regions,
 :func:`pixel_to_seconds` and :func:`hz_to_mel`.
@@ -57,6 +61,17 @@ def mel_to_hz(mel: float | np.ndarray) -> float | np.ndarray:
     return np.where(mel >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel - _MIN_LOG_MEL)), _F_SP * mel)
 
 
+def fmax_hz(audio: AudioConfig) -> float:
+    """The top of the image's mel range in Hz: ``audio.fmax``, or the Nyquist frequency of ``audio.sample_rate``.
+
+    ``"auto"`` is resolved by preparation (to the sources' common Nyquist frequency) and
+    stored as a number in the run's configuration; unresolved, it means the Nyquist frequency.
+    """
+    if isinstance(audio.fmax, str):
+        return audio.sample_rate / 2
+    return min(float(audio.fmax), audio.sample_rate / 2)
+
+
 # -- exact pixel edges --------------------------------------------------------------------
 
 
@@ -78,7 +93,7 @@ def _column_edges(audio: AudioConfig) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def _row_edges_mel(audio: AudioConfig) -> np.ndarray:
     size, n = audio.image_size, audio.n_mels
-    step = float(hz_to_mel(audio.sample_rate / 2)) / (n + 1)
+    step = float(hz_to_mel(fmax_hz(audio))) / (n + 1)
     u = np.arange(size + 1, dtype=np.float64) * n / size
     mel = (n + 0.5 - u) * step
     mel[0], mel[-1] = (n + 1) * step, 0.0
@@ -92,8 +107,8 @@ def column_edges_s(audio: AudioConfig) -> np.ndarray:
 
 
 def row_edges_hz(audio: AudioConfig) -> np.ndarray:
-    """Hz of the ``image_size + 1`` row edges, top to bottom (Nyquist .. 0)."""
-    return np.minimum(mel_to_hz(_row_edges_mel(audio)), audio.sample_rate / 2)
+    """Hz of the ``image_size + 1`` row edges, top to bottom (the mel range's top .. 0)."""
+    return np.minimum(mel_to_hz(_row_edges_mel(audio)), fmax_hz(audio))
 
 
 def column_to_seconds(x: float | np.ndarray, audio: AudioConfig) -> float | np.ndarray:
@@ -113,7 +128,7 @@ def seconds_to_column(t: float | np.ndarray, audio: AudioConfig) -> float | np.n
 def row_to_hz(y: float | np.ndarray, audio: AudioConfig) -> float | np.ndarray:
     """Image row coordinate from the top (continuous, 0 .. image_size) -> Hz (linear in mel between edges)."""
     mel = _row_edges_mel(audio)
-    out = np.minimum(mel_to_hz(np.interp(np.asarray(y, dtype=np.float64), np.arange(mel.size), mel)), audio.sample_rate / 2)
+    out = np.minimum(mel_to_hz(np.interp(np.asarray(y, dtype=np.float64), np.arange(mel.size), mel)), fmax_hz(audio))
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -185,7 +200,7 @@ def bin_rows(sample_rate: int, n_fft: int, audio: AudioConfig) -> np.ndarray:
     """Image row (from the top) of each of the ``n_fft // 2 + 1`` STFT bins; -1 above the image's Nyquist."""
     hz = np.arange(n_fft // 2 + 1, dtype=np.float64) * sample_rate / n_fft
     rows = np.minimum(np.floor(hz_to_row(hz, audio)).astype(np.int64), audio.image_size - 1)
-    rows[hz > audio.sample_rate / 2 + 1e-9] = -1
+    rows[hz > fmax_hz(audio) + 1e-9] = -1
     return rows
 
 
@@ -251,11 +266,12 @@ def box_to_pixels(t0: float, t1: float, f0: float, f1: float, cfg: AudioConfig) 
     regions are defined with it.)
     """
     size = cfg.image_size
-    top = float(hz_to_mel(cfg.sample_rate / 2))
+    nyquist = fmax_hz(cfg)
+    top = float(hz_to_mel(nyquist))
     x0 = int(np.floor(np.clip(t0 / cfg.duration, 0, 1) * size))
     x1 = int(np.ceil(np.clip(t1 / cfg.duration, 0, 1) * size))
     m0 = float(hz_to_mel(max(f0, 0.0))) / top
-    m1 = float(hz_to_mel(min(f1, cfg.sample_rate / 2))) / top
+    m1 = float(hz_to_mel(min(f1, nyquist))) / top
     y0 = int(np.floor((1 - min(m1, 1.0)) * size))
     y1 = int(np.ceil((1 - max(m0, 0.0)) * size))
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
@@ -264,3 +280,58 @@ def box_to_pixels(t0: float, t1: float, f0: float, f1: float, cfg: AudioConfig) 
 def pixel_to_seconds(x: float, cfg: AudioConfig) -> float:
     """Image column -> seconds from the clip start (linear; see :func:`column_to_seconds` for the exact map)."""
     return float(x) / cfg.image_size * cfg.duration
+
+
+# -- regions known to be empty: above the source's Nyquist, padding after the song ends ----
+#
+# Exact for the image pipeline of whypop.audio: a mel band is empty when none of its filter weights
+# falls on an FFT bin below the source's Nyquist frequency; an STFT frame is silent when
+# its window starts after the last sample (silence padding only); an image row (column)
+# is empty when every band (frame) its bilinear resize reads is.
+
+
+@functools.lru_cache(maxsize=64)
+def empty_top_rows(source_rate: int, cfg: AudioConfig) -> int:
+    """How many image rows, from the top, lie wholly above the source's Nyquist frequency."""
+    from whypop.audio import _bilinear, _filters
+
+    nyquist = float(source_rate) / 2
+    if nyquist >= fmax_hz(cfg):
+        return 0
+    fb = _filters(cfg)  # (bins, n_mels), low band first
+    freqs = np.arange(fb.shape[0]) * cfg.sample_rate / cfg.n_fft
+    live = fb[freqs < nyquist].any(axis=0)[::-1]  # image order: highest band first
+    lead = int(np.argmax(live)) if live.any() else len(live)
+    reads = _bilinear(cfg.n_mels, cfg.image_size) != 0  # (size, n_mels)
+    empty = ~reads[:, lead:].any(axis=1)
+    return int(np.argmin(empty)) if not empty.all() else cfg.image_size
+
+
+@functools.lru_cache(maxsize=256)
+def first_padding_column(duration: float, cfg: AudioConfig) -> int:
+    """The first image column wholly after the song ends (``image_size`` when none is)."""
+    from whypop.audio import _bilinear
+
+    if cfg.pad != "silence" or duration >= cfg.duration:
+        return cfg.image_size
+    length = int(round(duration * cfg.sample_rate))
+    frames = 1 + int(round(cfg.duration * cfg.sample_rate)) // cfg.hop_length
+    silent = np.arange(frames) * cfg.hop_length - cfg.n_fft // 2 >= length  # the window starts after the audio
+    reads = _bilinear(frames, cfg.image_size) != 0  # (size, frames)
+    empty = ~(reads & ~silent[None, :]).any(axis=1)
+    live = np.flatnonzero(~empty)
+    return int(live[-1]) + 1 if live.size else 0
+
+
+ABOVE_NYQUIST, PADDING = 1, 2  # bits of an empty-region map (as whypop.ace.flags reads them)
+
+
+def empty_regions(source_rate: int | None, duration: float | None, cfg: AudioConfig) -> np.ndarray:
+    """uint8 (size, size): bit 1 above the source's Nyquist, bit 2 padding after the song ends."""
+    size = cfg.image_size
+    out = np.zeros((size, size), dtype=np.uint8)
+    if source_rate:
+        out[: empty_top_rows(int(source_rate), cfg)] |= ABOVE_NYQUIST
+    if duration:
+        out[:, first_padding_column(float(duration), cfg) :] |= PADDING
+    return out

@@ -5,7 +5,10 @@ Two kinds of clip (:mod:`whypop.sonify` renders them):
 - an *example*: a concept's patch of rank ``k`` (its mask on its song's image), as
   ``solo`` (the region with faded context) or ``without`` (the same span, minus it);
 - a concept *within a song*: every patch of the concept in that song together, over the
-  whole analysed window from 0 s, so a player's time stays the song's time.
+  whole analysed window from 0 s, so a player's time stays the song's time. In one of the
+  concept's discovery songs the patches are the stored ones (:meth:`Listener.song`); in
+  any other song, or an uploaded one, they are the segments the per-song explanation
+  placed the concept on (:meth:`Listener.placed`; the caller supplies that mask).
 
 The audio is the song's own file (decoded at its own rate). When it is missing, a
 Griffin-Lim stand-in is made from the stored spectrogram image and the clip's
@@ -27,7 +30,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ContextManager
+from typing import Callable, ContextManager
 
 import numpy as np
 
@@ -105,7 +108,8 @@ class Listener:
         row = rows[0]
         track_id = str(row["track_id"])
         name = f"example-{int(concept['concept_id'])}-{int(rank)}-{mode}"
-        return self._cached(eid, concept, track_id, int(rank), name, mode, [row], whole=False)
+        return self._cached(eid, concept, track_id, int(rank), name,
+                            lambda: self.render_rows(eid, track_id, [row], mode, whole=False), self._signature(track_id))
 
     def song(self, extraction_id: int | None, concept_id: int, track_id: str, mode: str) -> Rendered:
         """Every region of the concept in one song, over the song's whole analysed window."""
@@ -119,14 +123,48 @@ class Listener:
                            f"in extraction {eid}; its regions lie in: {', '.join(songs) or 'no song'}")
         digest = hashlib.sha1(track_id.encode()).hexdigest()[:16]
         name = f"song-{int(concept['concept_id'])}-{digest}-{mode}"
-        return self._cached(eid, concept, track_id, None, name, mode, rows, whole=True)
+        return self._cached(eid, concept, track_id, None, name,
+                            lambda: self.render_rows(eid, track_id, rows, mode, whole=True), self._signature(track_id))
+
+    def placed(self, extraction_id: int | None, concept_id: int, song: str, mode: str,
+               make_mask: Callable[[], np.ndarray], audio_path: Path | None = None) -> Rendered:
+        """The concept's placed regions in a song over its whole analysed window (cached like :meth:`song`).
+
+        ``song`` is a track id of the run, or (with ``audio_path``, the file to render
+        from) an uploaded song's id. ``make_mask`` returns the union of the segments the
+        concept was placed on (an (H, W) bool image mask); it is called only when the clip
+        is not cached yet, and an empty mask means the concept is not placed there.
+        """
+        eid, concept = self._concept(extraction_id, concept_id)
+        _check_mode(mode)
+        if audio_path is None:
+            self.store.track(song)  # NotFound for unknown tracks
+        digest = hashlib.sha1(song.encode()).hexdigest()[:16]
+        name = f"placed-{int(concept['concept_id'])}-{digest}-{mode}"
+
+        def clip() -> Clip:
+            mask = np.asarray(make_mask(), dtype=bool)
+            if mask.ndim == 3:
+                mask = mask.any(axis=0)
+            if not mask.any():
+                raise NotFound(f"{concept['name']} (concept {concept['concept_id']}) is not placed in song {song!r} "
+                               f"by extraction {eid}'s explanation: none of its segments matches the concept")
+            return self.render_mask(song, mask, mode, whole=True, audio_path=audio_path)
+
+        return self._cached(eid, concept, song, None, name, clip, self._signature(song, audio_path))
+
+    def discovery_songs(self, extraction_id: int | None) -> set[str]:
+        """Every discovery song of an extraction (any genre): their concept regions are stored patches."""
+        ex = self.store.extraction(extraction_id)
+        return {str(t) for g in (ex.get("summary") or {}).get("genres", {}).values() for t in g.get("discovery", ())}
 
     def render_rows(self, eid: int, track_id: str, rows: list[dict], mode: str, whole: bool) -> Clip:
         """Render (no cache) the union of these patch rows' masks in a track."""
         return self.render_mask(track_id, self._union_mask(eid, rows), mode, whole)
 
-    def render_mask(self, track_id: str, mask: np.ndarray, mode: str, whole: bool = True) -> Clip:
-        """Render (no cache) any image mask of a track: e.g. a concept's placement in a song it was not found in."""
+    def render_mask(self, track_id: str, mask: np.ndarray, mode: str, whole: bool = True,
+                    audio_path: Path | None = None) -> Clip:
+        """Render (no cache) any image mask of a track (or of the song in ``audio_path``)."""
         start, seconds = 0.0, self.audio.duration
         if not whole:  # an example needs the song only around its clip (plus a window)
             region = mask_region(mask, self.audio)
@@ -134,7 +172,7 @@ class Listener:
                 raise InputError("the mask is empty")
             margin = self.settings.context_s + 2 * self.settings.window_s + 0.05
             start, seconds = max(0.0, region.start_s - margin), min(seconds, region.end_s + margin)
-        source = self._source(track_id, seconds, start)
+        source = self._source(track_id, seconds, start, audio_path)
         return render(source.samples, source.sample_rate, mask, self.audio, mode, self.settings, whole=whole,
                       fallback=source.fallback)
 
@@ -144,20 +182,19 @@ class Listener:
         eid = int(ex["extraction_id"])
         return eid, self.store.concept(eid, concept_id)
 
-    def _cached(self, eid: int, concept: dict, track_id: str, rank: int | None, name: str, mode: str,
-                rows: list[dict], whole: bool) -> Rendered:
+    def _cached(self, eid: int, concept: dict, track_id: str, rank: int | None, name: str,
+                make_clip: Callable[[], Clip], signature: str) -> Rendered:
         ex_dir = Path(self.store.extraction(eid)["path"]).relative_to(self.store.root)
         rel = ex_dir / "listen" / self.settings.key() / f"{name}.wav"
         meta = dict(extraction_id=eid, concept_id=int(concept["concept_id"]), concept=str(concept["name"]),
                     genre=str(concept["genre"]), track_id=track_id, rank=rank)
         wav, side = self.store.root / rel, self.store.root / rel.with_suffix(".json")
         with self._lock(str(rel)):
-            signature = self._signature(track_id)
             if self.cache:
                 hit = _read_sidecar(side, signature)
                 if hit is not None and wav.is_file():
                     return Rendered(self.store.path(rel), hit, cached=True, **meta)
-            clip = self.render_rows(eid, track_id, rows, mode, whole)
+            clip = make_clip()
             data = clip.wav_bytes()
             info = clip.info()
             if self.cache:
@@ -201,22 +238,25 @@ class Listener:
     def _audio_path(self, track_id: str) -> tuple[Path | None, str]:
         return audio_file(self.store, track_id, self.confine)
 
-    def _signature(self, track_id: str) -> str:
-        path, _ = self._audio_path(track_id)
+    def _signature(self, track_id: str, audio_path: Path | None = None) -> str:
+        path, _ = (audio_path, "") if audio_path is not None else self._audio_path(track_id)
         if path is not None:
             st = path.stat()
             return f"audio:{st.st_size}:{st.st_mtime_ns}"
         st = self.store.spectrogram_path(track_id).stat()
         return f"image:{st.st_size}:{st.st_mtime_ns}"
 
-    def _source(self, track_id: str, seconds: float | None = None, start: float = 0.0) -> _Source:
+    def _source(self, track_id: str, seconds: float | None = None, start: float = 0.0,
+                audio_path: Path | None = None) -> _Source:
         """The track's samples from 0 s (right from ``start`` to ``seconds`` at least, or the image's window)."""
-        path, why = self._audio_path(track_id)
+        path, why = (audio_path, "") if audio_path is not None else self._audio_path(track_id)
         if path is not None:
             try:
                 d = decode(path, max_seconds=min(seconds or self.audio.duration, self.audio.duration))
-                return _Source(d.samples, d.sample_rate, self._signature(track_id), None)
+                return _Source(d.samples, d.sample_rate, self._signature(track_id, audio_path), None)
             except InputError as exc:
+                if audio_path is not None:  # an uploaded song has no stored image to fall back on
+                    raise
                 why = str(exc)
         image = self.store.load_spectrogram(track_id)
         end = min(seconds or self.audio.duration, self.audio.duration)

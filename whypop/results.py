@@ -81,10 +81,15 @@ class GenreSummary:
     top_concept_any: int | None = None
     overlap: float | None = None
     reliance: Reliance | None = None
+    discovery_songs: int | None = None  # the songs its concepts were found in
+    score_songs: int | None = None  # the songs its TCAV scores rest on
+    min_score_songs: int | None = None  # fewer score songs: no concept is reported significant
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
+            "discovery_songs": self.discovery_songs, "score_songs": self.score_songs,
+            "min_score_songs": self.min_score_songs,
             "discovery": list(self.discovery), "score": list(self.score), "n_patches": self.n_patches,
             "n_concepts": self.n_concepts, "n_significant": self.n_significant, "chance": self.chance,
             "null_mean": self.null_mean, "null_cav_accuracy": self.null_cav_accuracy,
@@ -115,6 +120,8 @@ class ConceptRecord:
     cav_accuracy: float | None = None
     n_images: int | None = None
     magnitude: float | None = None  # mean directional derivative along its CAVs
+    nyquist_share: float | None = None  # of its patch pixels, above the source's Nyquist frequency
+    padding_share: float | None = None  # of its patch pixels, in the padding after the song ends
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +157,7 @@ class ExtractionSummary:
     fill_value: float | None = None
     cache: dict[str, Any] = field(default_factory=dict)
     activation_shape: tuple[int, ...] = ()
+    plan: dict[str, Any] = field(default_factory=dict)  # what the images were (scaled to the collection?)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +167,7 @@ class ExtractionSummary:
             "random": self.random, "significance": self.significance, "artefact": self.artefact,
             "concepts": [c.to_dict() for c in self.concepts], "clusters": self.clusters,
             "fill_value": self.fill_value, "cache": self.cache, "activation_shape": list(self.activation_shape),
+            "plan": self.plan,
         }
         return {**self.extra, **out}
 
@@ -169,7 +178,7 @@ class ExtractionSummary:
         known["genres"] = {str(g): GenreSummary.from_dict(v or {}) for g, v in (known.get("genres") or {}).items()}
         known["concepts"] = tuple(ConceptRecord.from_dict(c) for c in known.get("concepts") or ())
         known["activation_shape"] = tuple(int(v) for v in known.get("activation_shape") or ())
-        for name in ("random", "significance", "artefact", "cache"):
+        for name in ("random", "significance", "artefact", "cache", "plan"):
             known[name] = dict(known.get(name) or {})
         known["clusters"] = int(known.get("clusters") or 0)
         return cls(**known, extra=extra)

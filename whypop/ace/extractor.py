@@ -29,6 +29,7 @@ from whypop.ace import flags, stats
 from whypop.ace.activations import ActivationCache, LayerProbe, digest, flat_rows, masked_means, spatial_means
 from whypop.ace.cluster import Concept, discover_concepts
 from whypop.ace.patches import make_patches
+from whypop.ace.planning import required_score_songs
 from whypop.ace.segment import segment_masks
 from whypop.ace.tcav import sign_count
 from whypop.config import ExtractConfig
@@ -51,6 +52,7 @@ class GenreImages:
     discovery: np.ndarray
     score_ids: list[str]
     score: np.ndarray
+    discovery_empty: np.ndarray | None = None  # (N, H, W) uint8 empty-region maps (whypop.geometry.empty_regions)
 
 
 @dataclass
@@ -104,6 +106,7 @@ class ConceptExtractor:
         progress: Progress = null_progress,
         check: Callable[[], None] | None = None,
         render: int = 10,
+        band_width: int | None = None,
     ):
         self.probe = probe
         self.cfg = cfg
@@ -114,6 +117,7 @@ class ConceptExtractor:
         self.progress = progress
         self.check = check or (lambda: None)
         self.render = int(render)
+        self.band_width = band_width  # widest black band flagged as an augmentation band (pixels)
         self.timings_: dict[str, float] = {}
         self.random_: RandomSets | None = None
         self._random_acts: np.ndarray | None = None
@@ -175,7 +179,11 @@ class ConceptExtractor:
             tick = self._tick("segments", g)
             for i, image in enumerate(images.discovery):
                 self.check()
-                masks.append(segment_masks(image, cfg.segments, cfg.compactness, cfg.sigma, MIN_AREA, MAX_IOU))
+                valid = None
+                if cfg.skip_empty and images.discovery_empty is not None:
+                    valid = images.discovery_empty[i] == 0
+                masks.append(segment_masks(image, cfg.segments, cfg.compactness, cfg.sigma, MIN_AREA, MAX_IOU,
+                                           valid))
                 tick(i + 1, len(images.discovery))
         with self._timed("patches"):
             patch_image = np.concatenate([np.full(len(m), i, np.int64) for i, m in enumerate(masks)])
@@ -213,12 +221,15 @@ class ConceptExtractor:
             null = scores[K * R :]
             p = stats.paired_pvalues(tcav, null) if K else np.zeros(0)
             sig = stats.significant(p, cfg.significance, cfg.correction)
+            if len(images.score) < required_score_songs(cfg.significance, cfg.min_score_songs):
+                sig[:] = False  # too few songs for any outcome to be significant (see whypop.ace.planning)
             average = np.kron(np.eye(K, dtype=np.float32), np.full((1, R), 1.0 / R, np.float32))  # (K, K R)
             average = np.concatenate([average, np.zeros((K, len(fit) - K * R), np.float32)], axis=1)
             mean_cavs = fit.combine(average) if K else np.zeros((0, int(np.prod(grads.shape[1:]))), np.float32)
             accuracy = fit.accuracy[: K * R].reshape(K, R).mean(axis=1) if K else np.zeros(0)
         with self._timed("flags"):
-            dark = self._darkness(images.discovery, masks, patch_image, patch_segment, concepts)
+            dark = self._darkness(images.discovery, masks, patch_image, patch_segment, concepts,
+                                  images.discovery_empty)
         renders = {}
         for ci, c in enumerate(concepts):
             for rank, idx in enumerate(c.members[: self.render]):
@@ -247,13 +258,15 @@ class ConceptExtractor:
         return cavs_mod.fit_cavs(X, pairs, self.cfg.cav_mode, seed=self.cfg.seed, tick=self._tick("CAVs", genre),
                                  device=str(self.probe.device))
 
-    def _darkness(self, discovery, masks, patch_image, patch_segment, concepts) -> list[flags.Darkness]:
-        maps = [flags.band_map(img, self.cfg.black_level) for img in discovery]
+    def _darkness(self, discovery, masks, patch_image, patch_segment, concepts, empty=None) -> list[flags.Darkness]:
+        maps = [flags.band_map(img, self.cfg.black_level, self.band_width) for img in discovery]
         out = []
         for c in concepts:
             vals = []
             for idx in c.members:
                 black, banded = maps[patch_image[idx]]
-                vals.append(flags.patch_darkness(black, banded, masks[patch_image[idx]][patch_segment[idx]]))
+                mask = masks[patch_image[idx]][patch_segment[idx]]
+                regions = None if empty is None else empty[patch_image[idx]]
+                vals.append(flags.patch_darkness(black, banded, mask) + flags.patch_empty(regions, mask))
             out.append(flags.darkness(vals))
         return out

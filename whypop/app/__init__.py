@@ -128,7 +128,7 @@ def create_app(
     explain.register_routes(app.server, app.config.routes_pathname_prefix, ctx, allow_upload,
                             serve_cfg.upload_max_mb, serve_cfg.upload_max_seconds)
     app.whypop_celery = celery_app
-    register_routes(app.server, app.config.routes_pathname_prefix, data)
+    register_routes(app.server, app.config.routes_pathname_prefix, data, explain_cache=allow_upload)
     app.whypop_data = data  # for tests and embedding code
     _warm_up(app)
     return app

@@ -48,6 +48,11 @@ class AppContext:
         return self.url(f"listen/{int(extraction_id)}/{int(concept_id)}/song/{quote(track_id, safe='')}/"
                         f"{quote(mode, safe='')}.wav")
 
+    def listen_upload_url(self, extraction_id: int, concept_id: int, digest: str, mode: str = "solo") -> str:
+        """A concept's placed regions within an uploaded song as sound."""
+        return self.url(f"listen/{int(extraction_id)}/{int(concept_id)}/upload/{quote(digest, safe='')}/"
+                        f"{quote(mode, safe='')}.wav")
+
 
 def as_id(value: object) -> int | None:
     """A callback input that should be an id (:func:`whypop.ids.parse_id`), else None (never raises)."""

@@ -63,6 +63,9 @@ class ExtractionView:
     layer: str | None
     created: float
     model_id: int | None
+    score_songs: dict[str, int] = field(default_factory=dict)  # genre -> songs its TCAV scores rest on
+    min_score_songs: int = 0  # fewer score songs: no concept is reported significant
+    plan_line: str | None = None  # what the extraction used and what it means, when it was scaled down
 
     def concept(self, concept_id: int) -> Concept:
         for c in self.concepts:
@@ -210,6 +213,10 @@ class AppData:
             cluster_xy=cluster_xy, random_means=random_means, discovery=discovery,
             layer=summary.layer or (ex.get("params") or {}).get("extract", {}).get("layer"),
             created=float(ex["created"]), model_id=ex.get("model_id"),
+            score_songs={g: int(v.score_songs if v.score_songs is not None else len(v.score))
+                         for g, v in summary.genres.items()},
+            min_score_songs=int(summary.plan.get("min_score_songs") or 0),
+            plan_line=summary.plan.get("line") if summary.plan.get("scaled") else None,
         )
 
     def faithfulness(self, extraction_id: int):

@@ -158,6 +158,33 @@ def prediction_figure(probabilities: dict[str, float], predicted: str, height_px
     return fig
 
 
+def explained_listen_source(ctx: AppContext, e, req: dict) -> tuple[str | None, str]:
+    """(the player's source, a caption note) for an explained song and the listen switch in ``req``.
+
+    "solo" / "without" with a selected concept play the song with only (or without) the
+    segments the explanation placed the concept on (the regions outlined); ``None`` plays
+    the song itself.
+    """
+    listen, selected = req.get("listen"), req.get("concept")
+    if listen not in ("solo", "without"):
+        return None, ""
+    if not isinstance(selected, int) or isinstance(selected, bool):
+        return None, " · select a concept (panel 1, 2 or 3) to solo or mute it; playing the song"
+    try:
+        name = ctx.data.view(int(req["extraction"])).concept(selected).name
+    except (NotFound, KeyError, ValueError):
+        return None, ""
+    if not any(c.concept_id == selected for c in e.concepts):
+        return None, f" · {name} is not placed in this song: playing the song"
+    what = "only" if listen == "solo" else "without"
+    eid = int(req["extraction"])
+    if req["kind"] == "upload":
+        url = ctx.listen_upload_url(eid, selected, str(req["id"]), listen)
+    else:
+        url = ctx.listen_song_url(eid, selected, str(req["id"]), listen)
+    return url, f" · playing the song {what} {name}'s regions (where the explanation places it)"
+
+
 def explanation_view(ctx: AppContext, e, image_url: str, audio_url: str, image_shape: tuple[int, int]):
     """(song figure, audio src, caption, explanation children) of a SongExplanation."""
     placements = []
@@ -380,9 +407,11 @@ def register(app, ctx: AppContext, manager, allowed: bool, cache: bool) -> None:
             Output(ids.song("message"), "children", allow_duplicate=True),
             Input(ids.song("upload"), "data"),
             State(ids.links("extraction"), "data"),
+            State(ids.song("listen"), "value"),
+            State(ids.links("concept"), "data"),
             prevent_initial_call=True,
         )
-        def uploaded(data, extraction_id):
+        def uploaded(data, extraction_id, listen, concept_id):
             if not isinstance(data, dict):
                 return no_update, no_update
             if data.get("error"):
@@ -394,7 +423,9 @@ def register(app, ctx: AppContext, manager, allowed: bool, cache: bool) -> None:
             if not isinstance(digest, str) or not isinstance(extraction_id, int):
                 return no_update, dbc.Alert("no complete extraction to explain with", color="warning",
                                             className="py-1 px-2 mb-0")
-            return ({"kind": "upload", "id": digest, "extraction": extraction_id, "t": time.time()},
+            return ({"kind": "upload", "id": digest, "extraction": extraction_id, "t": time.time(),
+                     "listen": listen if listen in ("solo", "without") else "song",
+                     "concept": concept_id if isinstance(concept_id, int) else None},
                     html.Span(f"uploaded {data.get('name', '')}; explaining…"))
 
     outputs = [
@@ -433,7 +464,8 @@ def register(app, ctx: AppContext, manager, allowed: bool, cache: bool) -> None:
             image_url, audio_url = ctx.url(f"upload/{digest}/spectrogram.png"), ctx.url(f"upload/{digest}/audio")
         size = ctx.data.audio.image_size
         fig, src, caption, children = explanation_view(ctx, e, image_url, audio_url, (size, size))
-        return fig, src, caption, children, ""
+        listen_src, note = explained_listen_source(ctx, e, req)
+        return fig, listen_src or src, caption + note, children, ""
 
     progress_outputs = [Output(ids.song("progress"), "value"), Output(ids.song("stage"), "children"),
                         Output(ids.song("progress"), "className")]

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from whypop.ace.faithfulness import Faithfulness
 from whypop.app.data import Concept, ExtractionView, Placement, SongFeatures
-from whypop.geometry import hz_to_row
+from whypop.geometry import fmax_hz, hz_to_row
 from whypop.config import AudioConfig
 
 # Colour-blind friendly qualitative palette (Okabe-Ito, then Tableau) for genres and songs.
@@ -174,15 +174,29 @@ def importance_figure(view: ExtractionView, colors: Mapping[str, str], width_px:
     data.append(_selected_trace())
     layout = _base_layout(height_px)
     layout.update(
-        xaxis=dict(tickvals=list(range(len(genres))), ticktext=genres, range=[-0.6, len(genres) - 0.4],
-                   showgrid=False, zeroline=False, fixedrange=True),
+        xaxis=dict(tickvals=list(range(len(genres))), ticktext=[_genre_tick(view, g) for g in genres],
+                   range=[-0.6, len(genres) - 0.4], showgrid=False, zeroline=False, fixedrange=True),
         yaxis=dict(title=dict(text="TCAV score"), range=[-0.03, 1.03], zeroline=False, gridcolor="#eee", fixedrange=True),
         legend=dict(orientation="h", y=-0.12, x=0, font=dict(size=11)),
         margin=dict(l=56, r=10, t=10, b=60),
     )
     if not view.concepts:
         layout["annotations"] = [_note("this extraction found no concepts")]
+    elif view.plan_line:
+        layout["annotations"] = [dict(text=_esc(_short(view.plan_line, 140)), xref="paper", yref="paper", x=0,
+                                      y=1.0, xanchor="left", yanchor="bottom", showarrow=False,
+                                      font=dict(size=10, color="#666"))]
+        layout["margin"]["t"] = 24
     return go.Figure(data=data, layout=layout)
+
+
+def _genre_tick(view: ExtractionView, genre: str) -> str:
+    """The genre's axis label with the number of songs its TCAV scores rest on."""
+    n = view.score_songs.get(genre)
+    if n is None:
+        return _esc(genre)
+    few = view.min_score_songs and n < view.min_score_songs
+    return f"{_esc(genre)}<br><span style='font-size:10px;color:{'#b00' if few else '#777'}'>{n} songs</span>"
 
 
 def concept_map_figure(view: ExtractionView, colors: Mapping[str, str], height_px: float = 380) -> go.Figure:
@@ -292,12 +306,16 @@ def radar_figure(songs: Sequence[SongFeatures], source: str, height_px: float | 
 
 
 def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioConfig, image_size: tuple[int, int],
-                colors: Mapping[int, str] | None = None, height_px: float = 360) -> go.Figure:
+                colors: Mapping[int, str] | None = None, height_px: float = 360,
+                song_seconds: float | None = None) -> go.Figure:
     """Panel 5: the song's spectrogram (a server-rendered image) with each concept patch outlined and labelled.
 
-    x is in seconds, y in image rows counted from the bottom (ticks in Hz). ``shapes[0]``
-    is the playhead that ``assets/whypop.js`` moves; the transparent heatmap (meta
-    "seek") makes every point of the image clickable to seek.
+    x is in seconds, y in image rows counted from the bottom (ticks in Hz, up to the
+    run's mel range). ``shapes[0]`` is the playhead that ``assets/whypop.js`` moves; the
+    transparent heatmap (meta "seek") makes every point of the image clickable to seek.
+    When the song (``song_seconds``) is shorter than the window, the part after its end
+    is shaded and labelled: silence padding, or the clip repeated (``audio.pad``); the
+    audio and the playhead stop at the song's end.
     """
     height, width = image_size
     duration = float(audio.duration)
@@ -313,7 +331,13 @@ def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioCon
                            line=dict(color=color, width=1.5), fillcolor="rgba(0,0,0,0)", layer="above"))
         annotations.append(dict(text=_esc(p.name), x=x0 * sec_per_px, y=height - y0, xanchor="left", yanchor="bottom",
                                 showarrow=False, font=dict(size=10, color="#fff"), bgcolor=_rgba(color, 0.85), borderpad=1))
-    ticks = [f for f in (100, 250, 500, 1000, 2000, 4000, 8000, 16000) if f < audio.sample_rate / 2]
+    if song_seconds is not None and 0 < song_seconds < duration - 1e-3:
+        shapes.append(dict(type="rect", name="after-end", x0=song_seconds, x1=duration, y0=0, y1=height, xref="x",
+                           yref="y", line=dict(width=0), fillcolor="rgba(255,255,255,0.18)", layer="above"))
+        label = "song ends: silence padding" if audio.pad == "silence" else "song ends: the clip repeated"
+        annotations.append(dict(text=label, x=song_seconds, y=height / 2, xanchor="left", showarrow=False,
+                                font=dict(size=10, color="#fff"), bgcolor="rgba(0,0,0,0.6)"))
+    ticks = [f for f in (100, 250, 500, 1000, 2000, 4000, 8000, 16000) if f < fmax_hz(audio)]
     data = [dict(type="heatmap", meta="seek", z=[[0] * width], x0=sec_per_px / 2, dx=sec_per_px, y0=height / 2, dy=height,
                  opacity=0, showscale=False, hovertemplate="%{x:.2f} s — click to play from here<extra></extra>",
                  colorscale=[[0, "#000"], [1, "#000"]])]

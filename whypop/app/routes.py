@@ -19,7 +19,11 @@ URLs (relative to the prefix)::
                                                      without; see whypop.listen)
     listen/<extraction>/<concept>/song/<track_id>/<mode>.wav
                                                      the concept's regions in a song, over the
-                                                     song's whole analysed window
+                                                     song's whole analysed window: its stored
+                                                     patches in a discovery song, else where the
+                                                     song's explanation places the concept
+    listen/<extraction>/<concept>/upload/<sha256>/<mode>.wav
+                                                     the same in an uploaded song (once explained)
 
 Concept audio is rendered on the first request and cached as WAV under the extraction;
 responses say the gain (``X-Whypop-Gain-Db``) and, when the song's audio was missing and
@@ -57,12 +61,14 @@ IMAGE_MAX_AGE = 24 * 3600  # seconds
 AUDIO_MAX_AGE = 3600
 
 
-def register_routes(server: Flask, prefix: str, data: AppData) -> dict[str, str]:
+def register_routes(server: Flask, prefix: str, data: AppData, explain_cache: bool = False) -> dict[str, str]:
     """Add the image and audio routes to ``server`` under ``prefix`` (Dash's routes prefix).
 
     Returns {name: rule}. Endpoint names include the prefix, so two apps can share a server.
+    ``explain_cache``: whether explaining a song (for its concept audio) may cache the
+    extraction's concept bank in the run (as panel 5's explanations do).
     """
-    r = _Renderer(data)
+    r = _Renderer(data, explain_cache)
     rules: dict[str, tuple[str, Callable]] = {
         "spec": ("img/spec/<track_id>.png", r.spectrogram),
         "patch": ("img/patch/<extraction_id>/<concept_id>/<rank>.png", r.patch),
@@ -71,6 +77,7 @@ def register_routes(server: Flask, prefix: str, data: AppData) -> dict[str, str]
         "audio": ("audio/<track_id>", r.audio),
         "listen_example": ("listen/<extraction_id>/<concept_id>/<rank>/<mode>.wav", r.listen_example),
         "listen_song": ("listen/<extraction_id>/<concept_id>/song/<track_id>/<mode>.wav", r.listen_song),
+        "listen_upload": ("listen/<extraction_id>/<concept_id>/upload/<digest>/<mode>.wav", r.listen_upload),
         "listen_other": ("listen/<path:rest>", _not_found),
         "listen_root": ("listen/", _not_found),
         "img_other": ("img/<path:rest>", _not_found),
@@ -108,8 +115,9 @@ def _not_found(rest: str = ""):
 
 
 class _Renderer:
-    def __init__(self, data: AppData):
+    def __init__(self, data: AppData, explain_cache: bool = False):
         self.data = data
+        self.explain_cache = explain_cache
         self.store = data.store
         self.listener = Listener(data.store, npz_lock=NPZ_LOCK, confine=True)
 
@@ -213,7 +221,31 @@ class _Renderer:
         self.store.track(track_id)
         if mode not in MODES:
             raise NotFound(f"unknown mode {mode!r}")
-        return self._wav(self.listener.song(eid, cid, track_id, mode))
+        if track_id in self.listener.discovery_songs(eid):  # the stored patches, as panel 5 draws them
+            return self._wav(self.listener.song(eid, cid, track_id, mode))
+        return self._wav(self.listener.placed(eid, cid, track_id, mode, lambda: self._track_mask(eid, cid, track_id)))
+
+    def listen_upload(self, extraction_id: str, concept_id: str, digest: str, mode: str) -> Response:
+        import pipelines.explain as pe
+
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
+        cid = int(self.store.concept(eid, parse_id(concept_id, "concept"))["concept_id"])
+        audio = pe.upload_audio(self.store, digest)  # NotFound for a bad or unknown id
+        if mode not in MODES:
+            raise NotFound(f"unknown mode {mode!r}")
+        return self._wav(self.listener.placed(eid, cid, digest, mode,
+                                              lambda: pe.upload_placed_mask(self.store, digest, eid, cid),
+                                              audio_path=audio))
+
+    def _track_mask(self, eid: int, cid: int, track_id: str):
+        """Where the song's explanation (panel 5's, this process; else made now) places the concept."""
+        import pipelines.explain as pe
+        from whypop.app.explain import compute
+        from whypop.progress import null_progress
+
+        e = compute(str(self.store.root), {"kind": "track", "id": track_id, "extraction": eid}, self.explain_cache,
+                    null_progress)
+        return pe.placed_mask(self.store, eid, self.store.load_spectrogram(track_id), e, cid)
 
     def _wav(self, rendered: Rendered) -> Response:
         path = rendered.path

@@ -9,7 +9,10 @@ patches alone in colour and outlined), to follow one concept through a crowded s
 Under the player, "solo the selected concept" / "mute the selected concept" swap the
 player's source for the song's own audio with only (or without) that concept's regions
 (:mod:`whypop.listen`); the clip starts at 0 s like the song, so the playhead stays right,
-and ``assets/whypop.js`` keeps the playback position across the swap.
+and ``assets/whypop.js`` keeps the playback position across the swap. In a discovery song
+the regions are the stored patches; in an explained song (any other track, or an upload)
+they are the segments its explanation places the concept on, the ones outlined
+(:func:`whypop.app.explain.explained_listen_source`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import functools
 
 import dash_bootstrap_components as dbc
-from dash import ClientsideFunction, Input, Output, dcc, html
+from dash import ClientsideFunction, Input, Output, State, callback_context, dcc, html, no_update
 
 from whypop.app import explain, figures, ids
 from whypop.app.components import card, graph
@@ -78,7 +81,7 @@ def song_view(ctx: AppContext, extraction_id: int | None, track_id: str | None, 
         found = (f"{len(placements)} of its {everything} concept patches are {name}'s" if placements
                  else f"{name} has no patch in this song ({everything} patches of other concepts)")
     fig = figures.song_figure(ctx.song_image_url(extraction_id, track_id, only_concept), placements,
-                              ctx.data.audio, spec_shape, height_px=HEIGHT)
+                              ctx.data.audio, spec_shape, height_px=HEIGHT, song_seconds=track.duration)
     caption = f"{track.name} ({track.genre}) · {found}"
     src, note = listen_source(ctx, extraction_id, track_id, listen, selected)
     return fig, src, caption + note
@@ -137,20 +140,29 @@ def register(app, ctx: AppContext) -> None:
         Input(ids.links("concept"), "data"),
         Input(ids.song("only"), "value"),
         Input(ids.song("listen"), "value"),
+        State(ids.song("request"), "data"),
         prevent_initial_call=True,
     )
-    def show_song(track_id, extraction_id, concept_id, only, listen):
+    def show_song(track_id, extraction_id, concept_id, only, listen, shown):
         eid, tid = as_id(extraction_id), as_track(track_id)
+        listen = listen if listen in ("solo", "without") else "song"
+        selected = as_id(concept_id)
+        trigger = callback_context.triggered_id
+        if (isinstance(shown, dict) and shown.get("kind") == "upload" and shown.get("extraction") == eid
+                and trigger in (ids.song("listen"), ids.links("concept"), ids.song("only"))):
+            # an uploaded song is shown: keep it, with the new listen choice (its explanation is stored)
+            again = {**shown, "listen": listen, "concept": selected}
+            return no_update, no_update, no_update, again, no_update, no_update
         if eid is not None and tid and not explain.is_discovery(ctx, eid, tid):
             try:
                 name = ctx.data.song_name(tid)
             except NotFound as exc:
                 return figures.message_figure(str(exc), HEIGHT), None, "", None, [], ""
             waiting = figures.message_figure(f"explaining {name}: placing the concepts in it…", HEIGHT)
-            return waiting, None, "", {"kind": "track", "id": tid, "extraction": eid}, [], ""
+            req = {"kind": "track", "id": tid, "extraction": eid, "listen": listen, "concept": selected}
+            return waiting, None, "", req, [], ""
         concept = as_id(concept_id) if only else None
-        listen = listen if listen in ("solo", "without") else "song"
-        selected = as_id(concept_id) if listen != "song" else None
+        selected = selected if listen != "song" else None
         return (*cached_view(eid, tid, concept, listen, selected), None, [], "")
 
     @functools.lru_cache(maxsize=256)

@@ -64,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
     ex = store.extraction(extraction_id)
     summary = ExtractionSummary.from_dict(ex["summary"])
     n = len(store.concepts(extraction_id))
+    if summary.plan.get("line"):
+        print(summary.plan["line"])
     print(f"extraction {extraction_id} complete in {ex['timings']['total']:.1f} s: {n} concepts "
           f"(`whypop status --run {args.run}`)")
     for genre, g in summary.genres.items():
@@ -72,7 +74,10 @@ def main(args: argparse.Namespace) -> int:
             line += f"; top concept overlaps planted signature {g.overlap:.2f} (chance {g.chance:.2f})"
         print(line)
     for f in summary.artefact.get("flagged", []):
-        print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: {f['black_share']:.0%} black")
+        where = {"above-nyquist": "above the source's Nyquist", "padding": "padding after the song ends"}
+        print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: "
+              + (f"{f.get('empty_share', 0):.0%} {where[f['flag']]}" if f["flag"] in where
+                 else f"{f['black_share']:.0%} black"))
     if cfg.extract.evaluate:
         from pipelines.evaluate import load
         from whypop.commands.evaluate import format_result

@@ -5,6 +5,12 @@ half a second of faded context either side); ``--mode without`` is the song minu
 region. ``--json`` prints the region (``start_s``, ``end_s``, ``low_hz``, ``high_hz``), the
 gain applied, the share of the clip's energy inside the band, and whether the audio was
 rebuilt from the image (``fallback``).
+
+``--track`` works for any track of the run: in one of the extraction's discovery songs the
+concept's regions are its stored patches; in any other song they are the segments the
+per-song explanation (``whypop explain``) places the concept on, computed here (seconds,
+the first time: the clip is then cached). ``--upload SHA256`` does the same for a song
+uploaded to the dashboard. A concept placed nowhere in the song is a one-line error.
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("solo", "without"), default="solo",
                    help="solo: only the region; without: the song minus the region (default solo)")
     p.add_argument("--track", metavar="ID", default=None,
-                   help="render the concept's regions in this song (its whole analysed window) instead of an example")
+                   help="render the concept's regions in this song (its whole analysed window) instead of an example; "
+                        "any track of the run (outside the discovery songs, where the explanation places the concept)")
+    p.add_argument("--upload", metavar="SHA256", default=None,
+                   help="render the concept's regions in a song uploaded to the dashboard (its id: the file's SHA-256)")
     p.add_argument("--extraction", type=int, default=None, metavar="ID", help="extraction id (default: the latest)")
     p.add_argument("--out", required=True, metavar="FILE.wav", help="where to write the clip (16-bit WAV)")
     p.add_argument("--json", action="store_true", help="print the clip's description as one JSON object")
@@ -44,9 +53,23 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--out {args.out}: folder {out.parent} does not exist")
     if args.rank < 0:
         raise InputError(f"--rank {args.rank}: ranks start at 0")
-    listener = Listener(RunStore(args.run))
+    if args.track is not None and args.upload is not None:
+        raise InputError("give --track or --upload, not both")
+    store = RunStore(args.run)
+    listener = Listener(store)
     if args.track is not None:
-        rendered = listener.song(args.extraction, args.concept, args.track, args.mode)
+        if args.track in listener.discovery_songs(args.extraction):
+            rendered = listener.song(args.extraction, args.concept, args.track, args.mode)
+        else:
+            rendered = listener.placed(args.extraction, args.concept, args.track, args.mode,
+                                       lambda: _placed(store, args.extraction, args.concept, track=args.track))
+    elif args.upload is not None:
+        import pipelines.explain as pe
+
+        audio = pe.upload_audio(store, args.upload)  # NotFound names the id
+        rendered = listener.placed(args.extraction, args.concept, args.upload, args.mode,
+                                   lambda: _placed(store, args.extraction, args.concept, upload=args.upload),
+                                   audio_path=audio)
     else:
         rendered = listener.example(args.extraction, args.concept, args.rank, args.mode)
     shutil.copyfile(rendered.path, out)
@@ -67,6 +90,20 @@ def main(args: argparse.Namespace) -> int:
     if info.fallback:
         print(f"whypop listen: warning: {info.fallback}", file=sys.stderr)
     return 0
+
+
+def _placed(store, extraction_id: int | None, concept_id: int, track: str | None = None, upload: str | None = None):
+    """The concept's placed regions in a song that is not a discovery song (the per-song explanation)."""
+    import pipelines.explain as pe
+    from whypop.cli import ProgressBars
+
+    with ProgressBars() as bars:
+        if upload is not None:
+            eid = pe.resolve_extraction(store, extraction_id)
+            if pe.cached_upload(store, upload, eid) is not None:
+                return pe.upload_placed_mask(store, upload, eid, concept_id)
+            return pe.upload_placed_mask(store, upload, eid, concept_id, pe.context(store, eid, progress=bars), bars)
+        return pe.track_placed_mask(pe.context(store, extraction_id, progress=bars), track, concept_id, bars)
 
 
 def _band_share_of(path: Path, info, band_share) -> float:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from whypop.cli import ProgressBars, load_cli_config
+from whypop.collection import CollectionSummary
 from whypop.errors import InputError
 from whypop.store import DB_NAME, RunStore
 
@@ -37,4 +38,9 @@ def main(args: argparse.Namespace) -> int:
                              retry_failed=args.retry_failed)
     print(f"prepared {counts.new} new, skipped {counts.skipped} already done, {counts.failed} failed now; "
           f"{counts.ok} usable, {counts.failed_total} failed in all (`whypop status --run {args.run}`)")
+    if counts.collection:
+        summary = CollectionSummary.from_dict(counts.collection)
+        print("\n".join(summary.lines()))
+        for w in summary.warnings:
+            print(f"warning: {w}")
     return 0

@@ -20,12 +20,27 @@ def main(args: argparse.Namespace) -> int:
     st = store.status()
     # what preparation skipped without a track to record it on (e.g. an empty genre folder)
     st["tracks"]["warnings"] = list(store.get_meta("prepare_warnings", None) or [])
+    st["collection"] = collection_summary(store)
     add_tests(store, st)
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True))
         return 0
     print(format_status(st))
     return 0
+
+
+def collection_summary(store) -> dict | None:
+    """The collection's summary (sample rates, durations, channels, warnings); computed for older runs."""
+    from whypop.collection import summarize
+
+    stored = store.get_meta("collection", None)
+    if stored:
+        return stored
+    tracks = store.tracks(status="ok")
+    cfg = store.stored_config()
+    if not tracks or cfg is None:
+        return None
+    return summarize(tracks, cfg.audio, cfg.dataset.split, fixed_split=store.get_meta("layout") in ("fma", "demo")).to_dict()
 
 
 def add_tests(store: RunStore, st: dict) -> None:
@@ -52,6 +67,12 @@ def format_status(st: dict) -> str:
         lines.append(f"    {genre}: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())))
     for w in t.get("warnings", []):
         lines.append(f"    warning: {w}")
+    if st.get("collection"):
+        from whypop.collection import CollectionSummary
+
+        summary = CollectionSummary.from_dict(st["collection"])
+        lines.extend("  " + line for line in summary.lines())
+        lines.extend(f"    warning: {w}" for w in summary.warnings)
     for f in t["failures"][:50]:
         lines.append(f"    failed {f['track_id']} ({f['source']}): {f['error']}")
     if len(t["failures"]) > 50:
@@ -74,6 +95,12 @@ def format_status(st: dict) -> str:
         if e.get("error"):
             line += f" ({e['error']})"
         lines.append(line)
+        summary = e.get("summary") or {}
+        if summary.get("plan"):
+            lines.append(f"    {summary['plan']['line']}")
+        songs = {g: v["score_songs"] for g, v in (summary.get("genres") or {}).items() if "score_songs" in v}
+        if songs:
+            lines.append("    TCAV score songs per genre: " + ", ".join(f"{g} {n}" for g, n in sorted(songs.items())))
         for genre, g in sorted(ExtractionSummary.from_dict(e.get("summary")).genres.items()):
             lines.extend(_planted_lines(genre, g))
         if e.get("faithfulness"):

@@ -80,7 +80,8 @@ def load_data(store, splits: Sequence[str] = SPLITS) -> TrainingData:
         if not tracks:
             raise InputError(
                 f"the {name} split of run {store.root} is empty (no prepared tracks): training needs "
-                f"training, validation and test tracks; for folder collections adjust dataset.split"
+                f"training, validation and test tracks: at least 3 clips per genre, and for folder collections "
+                f"a dataset.split giving each split a share (see the warnings of `whypop status`)"
             )
         out[name] = SplitData(
             name,
