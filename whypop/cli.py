@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("whypop.commands.explain", "explain a song's predicted genre with the run's concepts"),
     "status": ("whypop.commands.status", "what a run holds: tracks, failures, model, extractions, jobs"),
     "listen": ("whypop.commands.listen", "hear a concept: an example, or its regions in a song, as a WAV file"),
+    "report": ("whypop.commands.report", "one self-contained HTML report of an extraction, to share"),
 }
 
 

@@ -67,7 +67,7 @@ def create_app(
     import dash_bootstrap_components as dbc
     from dash import dcc, html
 
-    from whypop.app import clusters, examples, explain, ids, importance, links, radar, reextract, song
+    from whypop.app import clusters, download, examples, explain, export, ids, importance, links, radar, reextract, song
     from whypop.background import make_manager
     from whypop.app.context import AppContext
     from whypop.app.data import AppData
@@ -103,10 +103,11 @@ def create_app(
         return dbc.Row([
             dbc.Col(html.Div([html.H1("Why Pop?", className="h4 mb-0 me-3"),
                               html.Span("what the genre network listens for", className="text-muted small")],
-                             className="d-flex align-items-baseline flex-wrap"), md=5),
-            dbc.Col(html.Div(id=ids.header("model"), className="small"), md=4, className="align-self-center"),
+                             className="d-flex align-items-baseline flex-wrap"), md=4),
+            dbc.Col(html.Div(id=ids.header("model"), className="small"), md=3, className="align-self-center"),
             dbc.Col(dcc.Dropdown(id=ids.header("extraction"), options=data.extraction_options(), clearable=False,
                                  placeholder="no complete extraction", className="small"), md=3),
+            dbc.Col(download.layout(ctx), md=2),
         ], className="g-2 py-2 align-items-center")
 
     def serve_layout():
@@ -120,9 +121,10 @@ def create_app(
         ], fluid=True, className="whypop")
 
     app.layout = serve_layout
-    for module in (links, importance, clusters, examples, radar, song):
+    for module in (links, importance, clusters, examples, radar, song, export):
         module.register(app, ctx)
     reextract.register(app, ctx, manager)
+    download.register(app, ctx, manager)
     explain.register(app, ctx, manager, allow_upload, cache=allow_upload)
     explain.register_routes(app.server, app.config.routes_pathname_prefix, ctx, allow_upload,
                             serve_cfg.upload_max_mb, serve_cfg.upload_max_seconds)

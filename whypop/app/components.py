@@ -8,8 +8,9 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from whypop.app import figures
+from whypop.app.export import BASE_CONFIG
 
-GRAPH_CONFIG = {"displayModeBar": False, "displaylogo": False, "responsive": True, "scrollZoom": False}
+GRAPH_CONFIG = BASE_CONFIG  # the download names follow the selection (whypop.app.export)
 
 
 def card(number: int, title: str, help_text: str, body: Any, extra: Any = None, body_id: dict | None = None) -> dbc.Card:

@@ -51,6 +51,11 @@ def song(part: str) -> dict[str, str]:
     return _id("song", part)
 
 
+def report(part: str) -> dict[str, str]:
+    """The "download report" button and its background job (whypop.app.download)."""
+    return _id("report", part)
+
+
 def jobs(part: str) -> dict[str, str]:
     """The re-extraction form and its background job (whypop.app.reextract)."""
     return _id("jobs", part)

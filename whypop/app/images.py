@@ -55,6 +55,25 @@ def context_image(spec: np.ndarray, mask: np.ndarray, color: str, scale: int = 2
     return rgb
 
 
+def overlay_png(mask: np.ndarray, color: str, scale: int = 2) -> bytes:
+    """A transparent PNG to lay over the source spectrogram: dim outside the segment, its boundary in ``color``.
+
+    The same look as :func:`context_image` (upscaled ``scale`` x, a two-pixel boundary
+    inside the segment) without repeating the spectrogram: a palette PNG of three colours
+    (clear, 45 % black, ``color``), a few hundred bytes, where the context image is tens of kB.
+    """
+    m = np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
+    edge = outline(m)
+    edge |= np.roll(edge, 1, axis=0) & m | np.roll(edge, 1, axis=1) & m
+    index = np.where(m, 0, 1).astype(np.uint8)
+    index[edge] = 2
+    im = Image.fromarray(index, mode="P")
+    im.putpalette([0, 0, 0, 0, 0, 0, *_hex(color)] + [0] * (3 * 253))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True, transparency=bytes([0, 115, 255]))
+    return buf.getvalue()
+
+
 def song_image(spec: np.ndarray, masks: Sequence[np.ndarray]) -> np.ndarray:
     """The song view: every concept patch in colour (magma), everything else greyed out."""
     covered = np.zeros(spec.shape, dtype=bool)
