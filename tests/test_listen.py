@@ -495,3 +495,19 @@ def test_cli_and_route_play_a_concept_in_a_song_it_was_not_found_in(demo_copy, t
     r = client.get(f"/listen/{eid}/{concept}/song/{track}/solo.wav")
     assert r.status_code == 200 and r.data == out.read_bytes()  # the command's cached clip
     assert client.get(f"/listen/{eid}/{absent}/song/{track}/solo.wav").status_code == 404
+    # an uploaded song: its stored explanation's placements, from the command and the route
+    upload = tmp_path / "up.wav"
+    shutil.copy(store.audio_path(track), upload)
+    digest = pe.store_upload(store, upload, "up.wav")
+    up = pe.explain_upload(ctx, digest)
+    placed = up.concepts[0].concept_id
+    out = tmp_path / "upload.wav"
+    assert main(["listen", "--run", str(demo_copy), "--concept", str(placed), "--upload", digest, "--out", str(out),
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    samples, rate = sf.read(str(out), dtype="float32")
+    assert d["track_id"] == digest and sonify.band_share(samples, rate, d["low_hz"], d["high_hz"]) > 0.8
+    r = client.get(f"/listen/{eid}/{placed}/upload/{digest}/without.wav")
+    assert r.status_code == 200 and r.data[:4] == b"RIFF"
+    unplaced = next(c["concept_id"] for c in store.concepts(eid) if all(x.concept_id != c["concept_id"] for x in up.concepts))
+    assert client.get(f"/listen/{eid}/{unplaced}/upload/{digest}/solo.wav").status_code == 404

@@ -148,9 +148,11 @@ def register(app, ctx: AppContext) -> None:
         listen = listen if listen in ("solo", "without") else "song"
         selected = as_id(concept_id)
         trigger = callback_context.triggered_id
-        if (isinstance(shown, dict) and shown.get("kind") == "upload" and shown.get("extraction") == eid
+        if (isinstance(shown, dict) and shown.get("extraction") == eid
+                and (shown.get("kind") == "upload" or (shown.get("kind") == "track" and shown.get("id") == tid))
                 and trigger in (ids.song("listen"), ids.links("concept"), ids.song("only"))):
-            # an uploaded song is shown: keep it, with the new listen choice (its explanation is stored)
+            # an explained song (an upload, or this track) is shown: keep it, with the new listen choice
+            # (its explanation is stored, or cached in this process: the job answers at once)
             again = {**shown, "listen": listen, "concept": selected}
             return no_update, no_update, no_update, again, no_update, no_update
         if eid is not None and tid and not explain.is_discovery(ctx, eid, tid):
