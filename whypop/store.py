@@ -36,6 +36,7 @@ from typing import Any, Iterator, Sequence
 from whypop.errors import NotFound, StoreError
 
 SCHEMA_VERSION = 1
+MAX_TRACK_ID = 256  # characters; longer strings are no track id of any collection
 DB_NAME = "run.sqlite"
 
 _SCHEMA = """
@@ -339,9 +340,13 @@ class RunStore:
         return [Track(**{k: r[k] for k in TRACK_COLUMNS}) for r in rows]
 
     def track(self, track_id: str) -> Track:
-        row = self.db.execute("SELECT * FROM tracks WHERE track_id=?", (str(track_id),)).fetchone()
+        if isinstance(track_id, int) and not isinstance(track_id, bool):
+            track_id = str(track_id)
+        if not isinstance(track_id, str) or len(track_id) > MAX_TRACK_ID:
+            raise NotFound(f"unknown track id {_short(track_id)}")
+        row = self.db.execute("SELECT * FROM tracks WHERE track_id=?", (track_id,)).fetchone()
         if row is None:
-            raise NotFound(f"unknown track id {track_id!r}")
+            raise NotFound(f"unknown track id {_short(track_id)}")
         return Track(**{k: row[k] for k in TRACK_COLUMNS})
 
     def genres(self) -> list[str]:
@@ -546,10 +551,7 @@ class RunStore:
             if row is None:
                 raise NotFound("this run has no complete extraction yet (run `whypop extract`)")
             return self._extraction_dict(row)
-        try:
-            eid = int(extraction_id)
-        except (TypeError, ValueError):
-            raise NotFound(f"unknown extraction id {extraction_id!r}") from None
+        eid = _int_id(extraction_id, "extraction")
         row = self.db.execute(
             "SELECT * FROM extractions WHERE extraction_id=? AND status='complete'", (eid,)
         ).fetchone()
@@ -577,10 +579,7 @@ class RunStore:
         return out
 
     def concept(self, extraction_id: int, concept_id: int | str) -> dict:
-        try:
-            cid = int(concept_id)
-        except (TypeError, ValueError):
-            raise NotFound(f"unknown concept id {concept_id!r}") from None
+        cid = _int_id(concept_id, "concept")
         row = self.db.execute(
             "SELECT * FROM concepts WHERE extraction_id=? AND concept_id=?", (_int_id(extraction_id, "extraction"), cid)
         ).fetchone()
@@ -661,9 +660,27 @@ class RunStore:
         }
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+
 def _int_id(value: Any, what: str) -> int:
-    """An integer id from a caller (maybe a request string); NotFound when it is not one."""
+    """An integer id from a caller (maybe a request string); NotFound when it is not one.
+
+    Only whole numbers in SQLite's range count: 1.5, True, 2**63 or a 10,000-digit string
+    are unknown ids, not errors from the database driver.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and len(value) > 20):
+        raise NotFound(f"unknown {what} id {_short(value)}")
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
-        raise NotFound(f"unknown {what} id {value!r}") from None
+        raise NotFound(f"unknown {what} id {_short(value)}") from None
+    if not 0 <= number <= MAX_ID:
+        raise NotFound(f"unknown {what} id {_short(value)}")
+    return number
+
+
+def _short(value: Any, n: int = 40) -> str:
+    """repr of a caller's value, cut to ``n`` characters (errors never echo a whole request)."""
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 1] + "…"

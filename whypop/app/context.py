@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from whypop.app.data import AppData
+from whypop.store import MAX_ID, MAX_TRACK_ID
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,11 @@ class AppContext:
 
 
 def as_id(value: object) -> int | None:
-    """A callback input that should be an integer id: the int, else None (never raises)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A callback input that should be an integer id: the int in SQLite's range, else None (never raises)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+    return value if ok else None  # type: ignore[return-value]
 
 
 def as_track(value: object) -> str | None:
-    """A callback input that should be a track id: the string, else None."""
-    return value if isinstance(value, str) and value else None
+    """A callback input that should be a track id: a string of plausible length, else None."""
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_TRACK_ID else None

@@ -19,7 +19,7 @@ from whypop.config import AudioConfig, Config
 from whypop.errors import NotFound
 from whypop.features import AUDIO_FEATURES, ECHONEST_FEATURES, FeatureSpec, format_value, percentile_scale
 from whypop.results import load_arrays
-from whypop.store import RunStore, Track
+from whypop.store import MAX_ID, MAX_TRACK_ID, RunStore, Track
 
 FEATURE_SOURCES: dict[str, tuple[FeatureSpec, ...]] = {"echonest": ECHONEST_FEATURES, "audio": AUDIO_FEATURES}
 EXAMPLES_PER_CONCEPT = 10
@@ -170,6 +170,36 @@ class AppData:
 
     def track(self, track_id: str) -> Track:
         return self.store.track(track_id)
+
+    # -- untrusted values (callback inputs) -> known ids -----------------------------------------
+    # Every cache of the app is keyed by what these return, never by a raw request value.
+    def extraction_id(self, value: object) -> int | None:
+        """The id of a complete extraction of this run, from an untrusted value; None otherwise."""
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+            return None
+        try:
+            return self.view(value).extraction_id
+        except NotFound:
+            return None
+
+    def concept_id(self, extraction_id: int | None, value: object) -> int | None:
+        """The id of a concept of a (validated) extraction, from an untrusted value; None otherwise."""
+        if extraction_id is None or isinstance(value, bool) or not isinstance(value, int):
+            return None
+        try:
+            return self.view(extraction_id).concept(value).concept_id
+        except NotFound:
+            return None
+
+    def track_id(self, value: object) -> str | None:
+        """The id of a prepared (status ok) track, from an untrusted value; None otherwise."""
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_TRACK_ID:
+            return None
+        try:
+            t = self.store.track(value)
+        except NotFound:
+            return None
+        return t.track_id if t.status == "ok" else None
 
     @functools.lru_cache(maxsize=4096)
     def song_name(self, track_id: str) -> str:

@@ -17,7 +17,7 @@ from dash import ClientsideFunction, Input, Output, dcc, html
 
 from whypop.app import figures, ids
 from whypop.app.components import card, graph
-from whypop.app.context import AppContext, as_id, as_track
+from whypop.app.context import AppContext
 from whypop.errors import NotFound
 
 HEIGHT = 360
@@ -96,8 +96,9 @@ def register(app, ctx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def show_song(track_id, extraction_id, concept_id, only):
-        concept = as_id(concept_id) if only else None
-        return cached_view(as_id(extraction_id), as_track(track_id), concept)
+        eid = ctx.data.extraction_id(extraction_id)
+        concept = ctx.data.concept_id(eid, concept_id) if only is True else None
+        return cached_view(eid, ctx.data.track_id(track_id), concept)
 
     @functools.lru_cache(maxsize=256)
     def cached_view(extraction_id, track_id, concept_id):
@@ -111,7 +112,8 @@ def register(app, ctx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def picker_options(track_id, concept_id, extraction_id):
-        return cached_options(as_id(extraction_id), as_id(concept_id), as_track(track_id))
+        eid = ctx.data.extraction_id(extraction_id)
+        return cached_options(eid, ctx.data.concept_id(eid, concept_id), ctx.data.track_id(track_id))
 
     @functools.lru_cache(maxsize=512)
     def cached_options(extraction_id, concept_id, track_id):
