@@ -7,13 +7,15 @@ each test repeats one probe a hostile-but-legal visitor could make.
 from __future__ import annotations
 
 import json
+import struct
 import time
 from pathlib import Path
 
 import pytest
 
-from app_fixtures import make_fake_run
+from app_fixtures import fake_config, make_fake_run
 from servers import _wait_http, start_gunicorn, stop_process_tree, wait_for_children
+from whypop.store import Track
 
 requests = pytest.importorskip("requests")
 
@@ -27,9 +29,35 @@ HOSTILE = [
 ]
 
 
+LONG_AU = ("long_au", 600, 96_000, 6)  # track id, seconds, Hz, channels
+
+
+def write_long_au(path: Path, seconds: int, rate: int, channels: int) -> None:
+    """A 16-bit AU of the given length: noise in its first second, then (sparse) silence."""
+    import numpy as np
+
+    data = seconds * rate * channels * 2
+    header = b".snd" + struct.pack(">IIIII", 24, data, 3, rate, channels)
+    noise = (np.random.default_rng(0).normal(0, 3000, size=rate * channels)).astype(">i2").tobytes()
+    with path.open("wb") as fh:
+        fh.write(header + noise)
+        fh.truncate(24 + data)
+
+
 @pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory) -> Path:
-    return make_fake_run(tmp_path_factory.mktemp("hostile") / "run")
+    """The fake run plus one prepared track whose source is a 10-minute 96 kHz 6-channel .au."""
+    from whypop.store import RunStore
+
+    run = make_fake_run(tmp_path_factory.mktemp("hostile") / "run")
+    tid, seconds, rate, channels = LONG_AU
+    store = RunStore(run)
+    write_long_au(run / "audio" / "Bells" / f"{tid}.au", seconds, rate, channels)
+    store.upsert_tracks([Track(tid, "Bells", "training", f"Bells/{tid}.au", title="Long AU")])
+    store.record_track_result(tid, ok=True, duration=30.0, sample_rate=rate, channels=channels,
+                              spectrogram="spectrograms/bells_00.png")
+    store.close()
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +149,63 @@ def test_callback_fuzzing_gives_no_500(hostile_run, server):
                     bad.append((key[:60], deps[i]["id"], deps[i]["property"], repr(value)[:40], r.status_code))
     print(f"callback fuzzing: {calls} calls over {len(callbacks)} callbacks, {len(bad)} responses >= 500")
     assert not bad, f"{len(bad)} of {calls} calls failed:\n" + "\n".join(map(str, bad)) + "\n" + log.read_text()[-3000:]
+
+
+def _rss_mb(proc) -> float:
+    return proc.memory_info().rss / 2**20
+
+
+@pytest.mark.slow
+def test_large_requests_are_refused_and_memory_stays_bounded(hostile_run, server):
+    """60 callback requests with distinct 4 MB strings: refused at the cap (413), RSS grows < 100 MB.
+
+    Then 60 with distinct strings just under the cap, in the song store: answered, not cached.
+    """
+    url, worker, _ = server
+    key, spec = next((k, s) for k, s in server_callbacks(hostile_run) if '"part":"caption","whypop":"song"' in k)
+    base = [baseline(d) for d in list(spec["inputs"]) + list(spec["state"])]
+    call(url, key, spec, base, trigger=0)  # warm: the first real answer builds what every worker keeps
+    before = _rss_mb(worker)
+    statuses = []
+    for i in range(60):
+        values = list(base)
+        values[0] = f"{i:03d}" + "x" * (4 * 2**20)
+        statuses.append(call(url, key, spec, values, trigger=0).status_code)
+    big = _rss_mb(worker) - before
+    under = []
+    for i in range(60):
+        values = list(base)
+        values[0] = f"{i:03d}" + "y" * 900_000
+        under.append(call(url, key, spec, values, trigger=0).status_code)
+    small = _rss_mb(worker) - before
+    print(f"60 x 4 MB: statuses {sorted(set(statuses))}, RSS +{big:.0f} MB; "
+          f"then 60 x 0.9 MB: statuses {sorted(set(under))}, RSS +{small:.0f} MB in all")
+    assert set(statuses) == {413}
+    assert set(under) <= {200, 204}
+    assert big < 100 and small < 100
+
+
+@pytest.mark.slow
+def test_range_on_a_long_au_decodes_only_what_it_serves(server):
+    """A 1 KiB Range of a 10-minute 96 kHz 6-channel .au: < 0.5 s, RSS grows < 100 MB, a valid WAV."""
+    url, worker, _ = server
+    tid, _, rate, _ = LONG_AU
+    requests.get(f"{url}/audio/bells_01", headers={"Range": "bytes=0-1023"}, timeout=30)  # warm the route
+    before = _rss_mb(worker)
+    t0 = time.perf_counter()
+    r = requests.get(f"{url}/audio/{tid}", headers={"Range": "bytes=0-1023"}, timeout=30)
+    seconds = time.perf_counter() - t0
+    grown = _rss_mb(worker) - before
+    t1 = time.perf_counter()
+    mid = requests.get(f"{url}/audio/{tid}", headers={"Range": "bytes=500000-501023"}, timeout=30)
+    mid_seconds = time.perf_counter() - t1
+    print(f"1 KiB range of a 10-minute 96 kHz 6-channel .au: {seconds:.3f} s (mid-file {mid_seconds:.3f} s), "
+          f"RSS +{grown:.1f} MB, total length {r.headers.get('Content-Range')}")
+    assert r.status_code == 206 and len(r.content) == 1024 and r.content[:4] == b"RIFF"
+    assert mid.status_code == 206 and len(mid.content) == 1024
+    assert seconds < 0.5 and mid_seconds < 0.5 and grown < 100
+    total = int(r.headers["Content-Range"].rsplit("/", 1)[1])
+    clip = fake_config().audio.duration
+    assert total == 44 + int(clip * rate) * 2  # the explained clip (audio.duration), downmixed to mono 16-bit
+    head = struct.unpack("<HHIIHH", r.content[20:36])
+    assert head == (1, 1, rate, rate * 2, 2, 16)

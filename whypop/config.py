@@ -250,6 +250,19 @@ class ServeConfig:
     read_only: bool = False
     port: int = 8050
     host: str = "127.0.0.1"
+    # largest request body the app's routes accept (callbacks send a few KB); a route that
+    # takes uploads raises it for itself (flask.request.max_content_length = its own limit)
+    max_request_bytes: int = 1_000_000
+    # who may embed the dashboard in a frame: the Content-Security-Policy frame-ancestors
+    # sources, e.g. "'self' https://portal.example.org"; "*" allows every site
+    frame_ancestors: str = "'self'"
+
+    def validate(self) -> None:
+        if self.max_request_bytes < 10_000:
+            raise ConfigError(f"serve.max_request_bytes={self.max_request_bytes}: at least 10000 (callbacks need a few KB)")
+        if not self.frame_ancestors.strip() or any(c in self.frame_ancestors for c in ";,\r\n"):
+            raise ConfigError(f"serve.frame_ancestors={self.frame_ancestors!r}: space-separated sources, "
+                              "e.g. \"'self' https://portal.example.org\" or \"*\"")
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import dash
     from flask import Flask
 
+    from whypop.config import ServeConfig
     from whypop.store import RunStore
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
-__all__ = ["create_app", "normalise_prefix", "ASSETS"]
+__all__ = ["create_app", "normalise_prefix", "protect", "serve_settings", "ASSETS"]
 
 
 def normalise_prefix(prefix: str | None) -> str | None:
@@ -114,9 +115,52 @@ def create_app(
     reextract.register(app, ctx, manager)
     app.whypop_celery = celery_app
     register_routes(app.server, app.config.routes_pathname_prefix, data)
+    protect(app.server, app.config.routes_pathname_prefix, serve_settings(data.config))
     app.whypop_data = data  # for tests and embedding code
     _warm_up(app)
     return app
+
+
+def serve_settings(config) -> "ServeConfig":
+    """The run's ``[serve]`` settings with ``WHYPOP_CONFIG`` overrides (e.g. ``serve.frame_ancestors=*``)."""
+    from whypop.config import merge, parse_overrides, split_overrides
+
+    env = os.environ.get("WHYPOP_CONFIG")
+    if env:
+        config = merge(config, parse_overrides(split_overrides(env)), origin="WHYPOP_CONFIG")
+    config.serve.validate()
+    return config.serve
+
+
+def protect(server: "Flask", prefix: str, settings: "ServeConfig") -> None:
+    """Cap request bodies and add security headers for every request under ``prefix``.
+
+    Bodies: ``settings.max_request_bytes`` (Dash callbacks included: they are JSON POSTs).
+    Flask refuses a larger body with 413 before reading it. A view that accepts uploads
+    raises the cap for its own requests: ``flask.request.max_content_length = N`` before it
+    reads the body. Headers: ``X-Content-Type-Options: nosniff`` and a
+    ``Content-Security-Policy`` of ``frame-ancestors`` from ``settings.frame_ancestors``.
+    Other paths of a shared (portal) server are left alone.
+    """
+    from flask import request
+
+    limit = int(settings.max_request_bytes)
+    csp = f"frame-ancestors {settings.frame_ancestors.strip()}"
+
+    def mine() -> bool:
+        return request.path.startswith(prefix) or request.path + "/" == prefix
+
+    @server.before_request
+    def cap_body():
+        if mine():
+            request.max_content_length = limit
+
+    @server.after_request
+    def headers(response):
+        if mine():
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Content-Security-Policy", csp)
+        return response
 
 
 def _warm_up(app: "dash.Dash") -> None:
