@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from whypop.text import visible
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
@@ -26,6 +28,11 @@ def main(args: argparse.Namespace) -> int:
 
 
 def format_status(st: dict) -> str:
+    """The human-readable status; names from the user's files are printed with control characters visible."""
+    return "\n".join(visible(line) for line in _status_lines(st))
+
+
+def _status_lines(st: dict) -> list[str]:
     t = st["tracks"]
     lines = [f"run {st['run']}", f"  tracks: {t['ok']} ok, {t['failed']} failed, {t['pending']} pending (of {t['total']})"]
     for genre, splits in sorted(t["per_genre"].items()):
@@ -58,7 +65,7 @@ def format_status(st: dict) -> str:
             lines.extend(_planted_lines(genre, g))
     for j in st["jobs"][-10:]:
         lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {j.get('stage') or ''} {j.get('error') or ''}".rstrip())
-    return "\n".join(lines)
+    return lines
 
 
 def _planted_lines(genre: str, g: dict) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app_fixtures import fake_config, make_fake_run
-from servers import _wait_http, start_gunicorn, stop_process_tree, wait_for_children
+from servers import _wait_http, chromium, start_gunicorn, stop_process_tree, wait_for_children  # noqa: F401 (chromium: fixture)
 from whypop.store import Track
 
 requests = pytest.importorskip("requests")
@@ -209,3 +209,86 @@ def test_range_on_a_long_au_decodes_only_what_it_serves(server):
     assert total == 44 + int(clip * rate) * 2  # the explained clip (audio.duration), downmixed to mono 16-bit
     head = struct.unpack("<HHIIHH", r.content[20:36])
     assert head == (1, 1, rate, rate * 2, 2, 16)
+
+
+# -- names from the user's files -----------------------------------------------------------
+
+EVIL_GENRE = '<a href="https:evil.example">x'
+EVIL_TITLE = "<b>bold</b> <a href='https:evil.example'>song</a>"
+
+
+def rename_genre(run: Path, old: str, new: str, title: str) -> None:
+    """Give one genre of the fake run (tracks, concepts, extraction summaries) a hostile name."""
+    from whypop.store import RunStore
+
+    store = RunStore(run)
+    with store.transaction() as db:
+        db.execute("UPDATE tracks SET genre=?, title=? WHERE genre=?", (new, title, old))
+        db.execute("UPDATE concepts SET genre=?, name=? || substr(name, length(?) + 1) WHERE genre=?",
+                   (new, new, old, old))
+        for eid, summary in db.execute("SELECT extraction_id, summary FROM extractions WHERE summary IS NOT NULL").fetchall():
+            data = json.loads(summary)
+            genres = data.get("genres") or {}
+            if old in genres:
+                genres[new] = genres.pop(old)
+            db.execute("UPDATE extractions SET summary=? WHERE extraction_id=?", (json.dumps(data), eid))
+    store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_hostile_genre_name_renders_as_text(tmp_path, chromium):
+    """A genre folder named like a link shows as text in panel 1 (ticks, legend, hover): no <a> in any plot."""
+    from servers import ThreadServer
+
+    from whypop.app import create_app
+
+    run = make_fake_run(tmp_path / "run")
+    rename_genre(run, "Voice", EVIL_GENRE, EVIL_TITLE)
+    server = ThreadServer(create_app(run).server)
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/")
+        importance = "[id='{\"part\":\"graph\",\"whypop\":\"importance\"}'] .js-plotly-plot"
+        page.wait_for_function(f"() => {{ const gd = document.querySelector({json.dumps(importance)}); "
+                               "return gd && gd.querySelectorAll('.xtick text').length >= 3; }", timeout=20_000)
+        ticks = page.evaluate(f"() => Array.from(document.querySelector({json.dumps(importance)})"
+                              ".querySelectorAll('.xtick text')).map(t => t.textContent)")
+        legend = page.evaluate(f"() => Array.from(document.querySelector({json.dumps(importance)})"
+                               ".querySelectorAll('.legendtext')).map(t => t.textContent)")
+        links = page.evaluate("() => document.querySelectorAll('.js-plotly-plot a').length")
+        print(f"tick labels {ticks}; legend {legend}; <a> elements in plots: {links}")
+        assert EVIL_GENRE in ticks and EVIL_GENRE in legend
+        assert links == 0
+    finally:
+        context.close()
+        server.stop()
+
+
+def test_figures_escape_names_in_ticks_legend_and_hover():
+    from whypop.app import figures
+    from whypop.app.data import Concept, ExtractionView
+
+    c = Concept(1, EVIL_GENRE, "<b>c</b>", 0.7, 0.1, 0.001, True, (), None, None, None, 5)
+    view = ExtractionView(1, (EVIL_GENRE,), (c,), {}, 0.5, {}, {}, {}, None, 0.0, None)
+    fig = figures.importance_figure(view, figures.genre_colors(view.genres))
+    concepts = [t for t in fig.data if t.meta == "concepts"][0]
+    assert list(fig.layout.xaxis.ticktext) == ["&lt;a href=\"https:evil.example\"&gt;x"]
+    assert concepts.name == "&lt;a href=\"https:evil.example\"&gt;x"
+    assert "<a" not in concepts.hovertext[0] and "&lt;b&gt;c&lt;/b&gt;" in concepts.hovertext[0]
+
+
+def test_status_shows_control_characters_instead_of_obeying_them():
+    from pipelines.status import format_status
+
+    from whypop.text import visible
+
+    assert visible("a\x1b]0;owned\x07b\u202ec\td") == "a\\x1b]0;owned\\x07b\\u202ec d"
+    st = {"run": "/r", "tracks": {"ok": 1, "failed": 1, "pending": 0, "total": 2,
+                                  "per_genre": {"Ro\x1b[2Jck": {"training": 1}}, "warnings": [],
+                                  "failures": [{"track_id": "t\x1b]0;x\x07", "source": "a\rb.wav", "error": "bad"}]},
+          "planted_regions": 0, "features": {}, "model": None, "extractions": [], "jobs": []}
+    text = format_status(st)
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert "Ro\\x1b[2Jck" in text and "a\\x0db.wav" in text

@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 from whypop import __version__
 from whypop.errors import WhypopError
+from whypop.text import visible
 
 # subcommand -> (module with add_arguments/main, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.main(args) or 0)
     except WhypopError as exc:
-        print(f"whypop {args.command}: error: {exc}", file=sys.stderr)
+        print(f"whypop {args.command}: error: {visible(exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `whypop status | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush would raise again
         return 1
     except KeyboardInterrupt:
         print(f"whypop {args.command}: interrupted (finished work is kept; run it again to resume)", file=sys.stderr)

@@ -99,7 +99,7 @@ def _symbol(c: Concept) -> str:
 def _concept_trace(concepts: Sequence[Concept], x: Sequence[float], y: Sequence[float], genre: str, color: str) -> dict:
     n = len(concepts)
     return dict(
-        type="scatter", mode="markers", name=genre, meta="concepts", legendgroup=genre,
+        type="scatter", mode="markers", name=_esc(genre), meta="concepts", legendgroup=genre,
         x=list(map(float, x)), y=list(map(float, y)),
         customdata=[c.concept_id for c in concepts],
         hovertext=[concept_hover(c) for c in concepts], hovertemplate="%{hovertext}<extra></extra>",
@@ -137,7 +137,7 @@ def importance_figure(view: ExtractionView, colors: Mapping[str, str], width_px:
     data.append(_selected_trace())
     layout = _base_layout(height_px)
     layout.update(
-        xaxis=dict(tickvals=list(range(len(genres))), ticktext=genres, range=[-0.6, len(genres) - 0.4],
+        xaxis=dict(tickvals=list(range(len(genres))), ticktext=[_esc(g) for g in genres], range=[-0.6, len(genres) - 0.4],
                    showgrid=False, zeroline=False, fixedrange=True),
         yaxis=dict(title=dict(text="TCAV score"), range=[-0.03, 1.03], zeroline=False, gridcolor="#eee", fixedrange=True),
         legend=dict(orientation="h", y=-0.12, x=0, font=dict(size=11)),
@@ -242,7 +242,7 @@ def radar_figure(songs: Sequence[SongFeatures], source: str, height_px: float | 
         if missing:
             annotations[-1]["text"] += f"<br><span style='font-size:9px;color:#888'>{missing} not measurable</span>"
         data.append(dict(
-            type="scatterpolar", subplot=key, meta=song.track_id, name=song.song,
+            type="scatterpolar", subplot=key, meta=song.track_id, name=_esc(song.song),
             r=r + r[:1], theta=theta + theta[:1], mode="lines+markers", fill="toself", connectgaps=False,
             customdata=[song.track_id] * (len(r) + 1), hovertext=hover + hover[:1],
             hovertemplate="%{hovertext}<extra></extra>", opacity=1.0,
