@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from whypop.config import Config
-from whypop.datasets import Collection, read_fma, read_folders
+from whypop.datasets import Collection, read_fma, read_folders, settle_splits
 from whypop.errors import ConfigError, InputError
 from whypop.store import DB_NAME, PlantedRegion, RunStore, Track
 
@@ -151,6 +151,11 @@ def run(
         raise InputError(
             f"run {store.root} was prepared from {previous_root}, not {collection.audio_root}: use a new --run"
         )
+    stored = {t.track_id: (t.genre, t.split) for t in store.tracks()}
+    collection.tracks, added = settle_splits(collection.tracks, stored, cfg.dataset.split, cfg.dataset.seed,
+                                             rehash_new=layout == "folders" and not demo)
+    if added:
+        log.info("%d tracks added to genres the run already holds: split by a hash of their id", added)
     store.set_meta("audio_root", str(collection.audio_root))
     store.set_meta("layout", "demo" if demo else layout)
     store.set_meta("config", cfg.to_dict())

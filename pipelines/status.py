@@ -20,6 +20,14 @@ def main(args: argparse.Namespace) -> int:
     st = store.status()
     # what preparation skipped without a track to record it on (e.g. an empty genre folder)
     st["tracks"]["warnings"] = list(store.get_meta("prepare_warnings", None) or [])
+    # songs added to a prepared folder collection take a hashed split: say when shares drift
+    cfg = store.stored_config()
+    drift = []
+    if cfg is not None and store.get_meta("layout", None) == "folders":
+        from whypop.datasets import split_drift  # numpy: only for folder collections (status stays quick)
+
+        drift = split_drift(st["tracks"]["per_genre"], cfg.dataset.split)
+    st["tracks"]["split_drift"] = drift
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True))
         return 0
@@ -37,7 +45,7 @@ def _status_lines(st: dict) -> list[str]:
     lines = [f"run {st['run']}", f"  tracks: {t['ok']} ok, {t['failed']} failed, {t['pending']} pending (of {t['total']})"]
     for genre, splits in sorted(t["per_genre"].items()):
         lines.append(f"    {genre}: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())))
-    for w in t.get("warnings", []):
+    for w in t.get("warnings", []) + t.get("split_drift", []):
         lines.append(f"    warning: {w}")
     for f in t["failures"][:50]:
         lines.append(f"    failed {f['track_id']} ({f['source']}): {f['error']}")

@@ -292,3 +292,58 @@ def test_status_shows_control_characters_instead_of_obeying_them():
     text = format_status(st)
     assert "\x1b" not in text and "\r" not in text and "\x07" not in text
     assert "Ro\\x1b[2Jck" in text and "a\\x0db.wav" in text
+
+
+# -- splits ------------------------------------------------------------------------------------
+
+
+def _write_clips(folder: Path, names: list[str], seconds: float = 1.0, rate: int = 8000) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    for i, name in enumerate(names):
+        sf.write(str(folder / name), 0.3 * np.sin(2 * np.pi * (200 + 37 * i) * t), rate, subtype="PCM_16")
+
+
+def _cfg():
+    from whypop.config import merge
+
+    return merge(fake_config(), {"dataset": {"audio_features": False}})
+
+
+def test_adding_songs_moves_no_prepared_track(tmp_path):
+    """Prepare a folder collection, add songs to every genre, prepare again: 0 prepared tracks move."""
+    from pipelines import prepare
+    from pipelines.status import main as status_main  # noqa: F401 (the command exists)
+
+    from whypop.datasets import hashed_split
+    from whypop.store import RunStore
+
+    audio = tmp_path / "audio"
+    for genre in ("Rock", "Jazz"):
+        _write_clips(audio / genre, [f"song{i:02d}.wav" for i in range(0, 20, 2)])
+    cfg = _cfg()
+    store = RunStore(tmp_path / "run", create=True)
+    prepare.run(cfg, store, audio, "folders", workers=1)
+    before = {t.track_id: t.split for t in store.tracks(status="ok")}
+    for genre in ("Rock", "Jazz"):  # new names sort between the old ones: the old split would reshuffle
+        _write_clips(audio / genre, [f"song{i:02d}.wav" for i in range(1, 20, 2)] + ["a-first.wav", "z-last.wav"])
+    prepare.run(cfg, store, audio, "folders", workers=1)
+    after = {t.track_id: t.split for t in store.tracks(status="ok")}
+    moved = [tid for tid in before if after[tid] != before[tid]]
+    new = [tid for tid in after if tid not in before]
+    print(f"{len(before)} prepared, {len(new)} added: {len(moved)} moved")
+    assert len(before) == 20 and len(new) == 24 and moved == []
+    assert all(after[tid] == hashed_split(tid, cfg.dataset.split, cfg.dataset.seed) for tid in new)
+    # the same songs added to a fresh copy of the run land in the same splits (the rule has no history)
+    assert hashed_split("Rock-song01", (0.8, 0.1, 0.1), 0) == hashed_split("Rock-song01", [0.8, 0.1, 0.1], 0)
+
+
+def test_split_drift_is_reported():
+    from whypop.datasets import split_drift
+
+    assert split_drift({"Rock": {"training": 8, "validation": 1, "test": 1}}, (0.8, 0.1, 0.1)) == []
+    warn = split_drift({"Rock": {"training": 19, "validation": 1}}, (0.8, 0.1, 0.1))
+    assert len(warn) == 1 and "'Rock'" in warn[0] and "test 0.00" in warn[0]

@@ -7,10 +7,12 @@ its track and go on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -80,6 +82,65 @@ def read_folders(audio_dir: str | Path, cfg: DatasetConfig) -> Collection:
             out.tracks.append(
                 Track(tid, gdir.name, split, str(path.relative_to(root)), title=path.stem)
             )
+    return out
+
+
+def hashed_split(track_id: str, shares: Sequence[float], seed: int) -> str:
+    """The split of a track added to a prepared collection: a hash of its id against the shares.
+
+    Depends on nothing but (seed, track id, shares): the same song lands in the same split
+    whenever and with whatever else it is added, and no other track moves.
+    """
+    digest = hashlib.sha256(f"{seed}:{track_id}".encode("utf-8", "surrogateescape")).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    total = 0.0
+    for name, share in zip(SPLITS, shares):
+        total += share
+        if u < total:
+            return name
+    return [name for name, share in zip(SPLITS, shares) if share > 0][-1]
+
+
+def settle_splits(tracks: Sequence[Track], stored: Mapping[str, tuple[str, str]], shares: Sequence[float],
+                  seed: int, rehash_new: bool = True) -> tuple[list[Track], int]:
+    """The collection's tracks with the splits they keep; returns (tracks, how many were added late).
+
+    ``stored``: {track id: (genre, split)} of the tracks the run already holds. A stored
+    track keeps its split forever. A new track of a genre the run already holds gets
+    :func:`hashed_split` (with ``rehash_new``; FMA brings its own split and keeps it). A
+    genre new to the run keeps the reader's split (stratified: every split gets a track
+    when the genre has three).
+    """
+    known_genres = {genre for genre, _ in stored.values()}
+    out, added = [], 0
+    for t in tracks:
+        if t.track_id in stored:
+            split = stored[t.track_id][1]
+        elif rehash_new and t.genre in known_genres:
+            split = hashed_split(t.track_id, shares, seed)
+            added += 1
+        else:
+            split = t.split
+        out.append(t if split == t.split else replace(t, split=split))
+    return out, added
+
+
+def split_drift(per_genre: Mapping[str, Mapping[str, int]], shares: Sequence[float],
+                tolerance: float = 0.1) -> list[str]:
+    """Genres whose prepared tracks' split shares drifted from the configured ones (added songs)."""
+    out = []
+    for genre, counts in sorted(per_genre.items()):
+        n = sum(counts.values())
+        if n == 0:
+            continue
+        actual = [counts.get(s, 0) / n for s in SPLITS]
+        empty = [s for s, a, want in zip(SPLITS, actual, shares) if want > 0 and a == 0 and n >= 3]
+        far = n >= 10 and any(abs(a - want) > tolerance for a, want in zip(actual, shares))
+        if empty or far:
+            have = ", ".join(f"{s} {a:.2f}" for s, a in zip(SPLITS, actual))
+            want = ", ".join(f"{w:.2f}" for w in shares)
+            out.append(f"genre {genre!r}: split shares {have} (configured {want}); "
+                       "prepared tracks never move: prepare a new run to re-split")
     return out
 
 

@@ -287,14 +287,19 @@ class RunStore:
 
     # -- tracks -----------------------------------------------------------------------
     def upsert_tracks(self, tracks: Sequence[Track]) -> None:
-        """Register tracks; a track already prepared keeps its status and spectrogram."""
+        """Register tracks; a track already registered keeps its split, status and spectrogram.
+
+        A track's split never changes once stored: moving a song between training and the
+        held-out splits would let models be evaluated, and concepts drawn, on songs they
+        trained on.
+        """
         with self.transaction() as db:
             for t in tracks:
                 db.execute(
                     """INSERT INTO tracks (track_id, genre, split, source, title, artist)
                        VALUES (?, ?, ?, ?, ?, ?)
                        ON CONFLICT(track_id) DO UPDATE SET genre=excluded.genre,
-                         split=excluded.split, source=excluded.source,
+                         source=excluded.source,
                          title=excluded.title, artist=excluded.artist""",
                     (t.track_id, t.genre, t.split, t.source, t.title, t.artist),
                 )
