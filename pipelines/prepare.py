@@ -156,7 +156,7 @@ def run(
                                              rehash_new=layout == "folders" and not demo)
     if added:
         log.info("%d tracks added to genres the run already holds: split by a hash of their id", added)
-    store.set_meta("audio_root", str(collection.audio_root))
+    store.set_audio_root(collection.audio_root)
     store.set_meta("layout", "demo" if demo else layout)
     store.set_meta("config", cfg.to_dict())
     store.set_meta("prepare_warnings", collection.warnings)

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from whypop.store import RunStore
 
-    store = RunStore(args.run)
+    store = RunStore(args.run, read_only=True)  # never waits behind a writer, never changes the run
     st = store.status()
     # what preparation skipped without a track to record it on (e.g. an empty genre folder)
     st["tracks"]["warnings"] = list(store.get_meta("prepare_warnings", None) or [])
@@ -65,7 +65,8 @@ def _status_lines(st: dict) -> list[str]:
         for note in metrics.get("notes", []):
             lines.append(f"    {note}")
     for e in st["extractions"]:
-        line = f"  extraction {e['extraction_id']}: {e['status']}, {e['concepts']} concepts"
+        state = "running, but its process is gone (the next command that writes marks it failed)" if e.get("stale") else e["status"]
+        line = f"  extraction {e['extraction_id']}: {state}, {e['concepts']} concepts"
         if e.get("error"):
             line += f" ({e['error']})"
         lines.append(line)

@@ -347,3 +347,137 @@ def test_split_drift_is_reported():
     assert split_drift({"Rock": {"training": 8, "validation": 1, "test": 1}}, (0.8, 0.1, 0.1)) == []
     warn = split_drift({"Rock": {"training": 19, "validation": 1}}, (0.8, 0.1, 0.1))
     assert len(warn) == 1 and "'Rock'" in warn[0] and "test 0.00" in warn[0]
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def whypop_cli(*args, timeout: float = 120) -> "subprocess.CompletedProcess":
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "WHYPOP_CONFIG"}
+    return subprocess.run([sys.executable, "-m", "whypop.cli", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _small_store(root: Path, failed: int = 0) -> Path:
+    from whypop.store import RunStore
+
+    store = RunStore(root, create=True)
+    store.upsert_tracks([Track(f"t{i:05d}", "Rock", "training", f"Rock/t{i}.wav") for i in range(max(3, failed))])
+    if failed:
+        with store.transaction() as db:
+            db.execute("UPDATE tracks SET status='failed', error='cannot decode audio: not a recognised audio format'")
+    store.close()
+    return root
+
+
+@pytest.mark.parametrize("damage", ["zero-byte", "truncated", "corrupt", "foreign", "text"])
+def test_a_damaged_store_gives_one_line_and_is_never_rebuilt(tmp_path, damage):
+    import sqlite3
+
+    run = _small_store(tmp_path / "run", failed=2000)
+    db = run / "run.sqlite"
+    if damage == "zero-byte":
+        db.write_bytes(b"")
+    elif damage == "truncated":
+        data = db.read_bytes()
+        db.write_bytes(data[: len(data) // 3])
+    elif damage == "corrupt":
+        data = bytearray(db.read_bytes())
+        data[0:100] = bytes(range(100))
+        db.write_bytes(bytes(data))
+    elif damage == "foreign":
+        db.unlink()
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE notes (x TEXT)")
+    else:
+        db.write_text("hello\n")
+    before = db.read_bytes()
+    for args in (("status", "--run", run), ("status", "--run", run, "--json"), ("prepare", tmp_path, "--run", run)):
+        proc = whypop_cli(*args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, (damage, args, proc.stderr[-2000:])
+        assert len(lines) == 1 and "run.sqlite" in lines[0] or "run store" in lines[0], (damage, proc.stderr)
+    assert db.read_bytes() == before, "the damaged file was changed"
+
+
+def test_status_never_waits_behind_a_writer(tmp_path):
+    import sqlite3
+    import time as _time
+
+    run = _small_store(tmp_path / "run")
+    writer = sqlite3.connect(run / "run.sqlite", isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE tracks SET title='being written'")
+    try:
+        t0 = _time.perf_counter()
+        proc = whypop_cli("status", "--run", run, "--json")
+        seconds = _time.perf_counter() - t0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    print(f"status while another process holds the write lock: {seconds:.2f} s, exit {proc.returncode}")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["tracks"]["total"] == 3
+    assert seconds < 10
+
+
+def test_status_piped_into_head_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    run = _small_store(tmp_path / "run", failed=3000)  # --json is ~500 KB: far more than a pipe holds
+    proc = subprocess.run(f"'{sys.executable}' -m whypop.cli status --run '{run}' --json | head -n 2",
+                          shell=True, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert len(proc.stdout.splitlines()) == 2
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_a_stale_running_extraction_is_reaped_by_the_next_command(tmp_path):
+    import subprocess
+    import sys
+
+    from whypop.store import STALE_EXTRACTION, RunStore
+
+    run = _small_store(tmp_path / "run")
+    code = ("import os, sys; from whypop.store import RunStore; s = RunStore(sys.argv[1]); "
+            "eid, partial = s.begin_extraction({}, 'v', None); (partial / 'x.npy').write_bytes(b'1'); os._exit(9)")
+    assert subprocess.run([sys.executable, "-c", code, str(run)], cwd=REPO).returncode == 9  # killed mid-way
+    assert (run / "extractions" / "1.partial").is_dir()
+    shown = whypop_cli("status", "--run", run)
+    assert "its process is gone" in shown.stdout, shown.stdout
+    store = RunStore(run)  # the next command that writes
+    row = store.db.execute("SELECT status, error FROM extractions WHERE extraction_id=1").fetchone()
+    assert tuple(row) == ("failed", STALE_EXTRACTION)
+    assert not (run / "extractions" / "1.partial").exists() and not (run / "extractions" / "1.lock").exists()
+    # a live one is left alone, in this process and from another
+    eid, _ = store.begin_extraction({}, "v", None)
+    assert RunStore(run).reap_stale_extractions() == [] and store.extraction_alive(eid)
+    probe = "import sys; from whypop.store import RunStore; print(RunStore(sys.argv[1]).reap_stale_extractions())"
+    out = subprocess.run([sys.executable, "-c", probe, str(run)], cwd=REPO, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_run_with_its_audio_inside_can_be_moved(tmp_path):
+    import shutil
+
+    from pipelines import prepare
+
+    from whypop.store import RunStore
+
+    run = tmp_path / "run"
+    _write_clips(run / "audio" / "Rock", ["a.wav", "b.wav", "c.wav"])
+    _write_clips(run / "audio" / "Jazz", ["a.wav", "b.wav", "c.wav"])
+    store = RunStore(run, create=True)
+    prepare.run(_cfg(), store, run / "audio", "folders", workers=1)
+    assert store.get_meta("audio_root") == "audio"
+    store.close()
+    shutil.move(str(run), str(tmp_path / "moved"))
+    moved = RunStore(tmp_path / "moved", read_only=True)
+    assert moved.audio_root == (tmp_path / "moved" / "audio").resolve()
+    assert moved.audio_path("Rock-a").is_file()

@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 from typing import Callable, Iterator
 
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._module.main(args) or 0)
     except WhypopError as exc:
         print(f"whypop {args.command}: error: {visible(exc)}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # a run.sqlite damaged after it was opened (a truncated file)
+        print(f"whypop {args.command}: error: the run store is damaged ({visible(exc)}): restore it from a copy "
+              "or use another --run", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `whypop status | head`: the reader left; say nothing more
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -70,7 +70,7 @@ def create_app(
     from whypop.store import RunStore
 
     if not isinstance(store, RunStore):
-        store = RunStore(store)
+        store = RunStore(store, read_only=True)  # the panels only read; jobs open their own store
     kwargs = {}
     prefix = normalise_prefix(prefix)
     if prefix is not None:

@@ -195,10 +195,12 @@ def register(app, ctx: AppContext, manager) -> None:
                   Input(ids.jobs("cancel"), "n_clicks"), prevent_initial_call=True)
     def cancel(n_clicks):
         from whypop import jobs
+        from whypop.store import RunStore
 
-        active = [j for j in ctx.data.store.jobs() if j["status"] in jobs.ACTIVE]
+        store = RunStore(run_root)  # the panels' store is read-only
+        active = [j for j in store.jobs() if j["status"] in jobs.ACTIVE]
         for j in active:
-            jobs.request_cancel(ctx.data.store, j["job_id"])
+            jobs.request_cancel(store, j["job_id"])
         return "cancelling: the job stops at its next step" if active else "no job is running"
 
 
