@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 from whypop.config import Config
 from whypop.datasets import Collection, read_fma, read_folders, settle_splits
 from whypop.errors import ConfigError, InputError
+from whypop.processes import exit_with_parent
 from whypop.store import DB_NAME, PlantedRegion, RunStore, Track
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,10 @@ class PrepareResult:
 
 
 def _init_worker() -> None:
-    """One thread per worker process: the processes are the parallelism."""
+    """One thread per worker process: the processes are the parallelism. A worker ends with the main process."""
     import sys
+
+    exit_with_parent()
 
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"  # read by torch and BLAS when they are first imported

@@ -481,3 +481,83 @@ def test_a_run_with_its_audio_inside_can_be_moved(tmp_path):
     moved = RunStore(tmp_path / "moved", read_only=True)
     assert moved.audio_root == (tmp_path / "moved" / "audio").resolve()
     assert moved.audio_path("Rock-a").is_file()
+
+
+# -- processes and files -------------------------------------------------------------------------
+
+
+def test_odd_files_named_like_audio_are_recorded_with_a_reason(tmp_path):
+    import os
+
+    from pipelines import prepare
+
+    from whypop.store import RunStore
+
+    audio = tmp_path / "audio"
+    _write_clips(audio / "Rock", ["good1.wav", "good2.wav", "good3.wav"])
+    _write_clips(tmp_path / "elsewhere", ["outside.wav"])
+    os.mkfifo(audio / "Rock" / "pipe.wav")
+    (audio / "Rock" / "folder.wav").mkdir()
+    (audio / "Rock" / "dangling.wav").symlink_to(tmp_path / "nothing.wav")
+    (audio / "Rock" / "escaping.wav").symlink_to(tmp_path / "elsewhere" / "outside.wav")
+    (audio / "Rock" / "inside.wav").symlink_to(audio / "Rock" / "good1.wav")
+    store = RunStore(tmp_path / "run", create=True)
+    prepare.run(_cfg(), store, audio, "folders", workers=1)  # returns: the FIFO is never opened
+    reasons = {t.track_id: t.error for t in store.tracks(status="failed")}
+    assert "not a regular file (a FIFO)" in reasons["Rock-pipe"]
+    assert "a directory named like an audio file" in reasons["Rock-folder"]
+    assert "dangling symlink" in reasons["Rock-dangling"]
+    assert "symlink pointing outside the collection" in reasons["Rock-escaping"]
+    assert {t.track_id for t in store.tracks(status="ok")} == {"Rock-good1", "Rock-good2", "Rock-good3", "Rock-inside"}
+
+
+def test_the_audio_route_applies_the_same_symlink_policy(tmp_path):
+    from whypop.app import create_app
+    from whypop.store import RunStore
+
+    run = make_fake_run(tmp_path / "run")
+    audio = run / "audio" / "Bells"
+    (tmp_path / "secret.wav").write_bytes((audio / "bells_00.wav").read_bytes())
+    (audio / "bells_02.wav").unlink()
+    (audio / "bells_02.wav").symlink_to(tmp_path / "secret.wav")  # swapped for a link out after preparation
+    (audio / "bells_03.wav").unlink()
+    (audio / "bells_03.wav").symlink_to(audio / "bells_00.wav")  # a link inside: fine
+    client = create_app(RunStore(run, read_only=True)).server.test_client()
+    assert client.get("/audio/bells_02").status_code == 404
+    assert client.get("/audio/bells_03").status_code == 200
+    assert client.get("/audio/broken_00").status_code == 404  # a failed track is not served
+
+
+@pytest.mark.slow
+def test_killing_the_main_prepare_process_ends_its_workers(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    audio = tmp_path / "audio"
+    for genre in ("Rock", "Jazz"):
+        _write_clips(audio / genre, [f"s{i:03d}.wav" for i in range(60)], seconds=4.0)
+    env = {k: v for k, v in os.environ.items() if k != "WHYPOP_CONFIG"}
+    proc = subprocess.Popen([sys.executable, "-m", "whypop.cli", "prepare", str(audio), "--run", str(tmp_path / "run"),
+                             "--config", "demo", "--workers", "2", "--set", "dataset.audio_features=false"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        children = []
+        while time.monotonic() < deadline and len(children) < 2 and proc.poll() is None:
+            children = psutil.Process(proc.pid).children()
+            time.sleep(0.1)
+        assert len(children) >= 2, "the pool never started"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        t0 = time.monotonic()
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        print(f"main prepare killed: {len(gone)} of {len(children)} workers ended within "
+              f"{time.monotonic() - t0:.1f} s")
+        assert not alive
+    finally:
+        for c in psutil.Process().children(recursive=True):
+            c.kill()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -61,28 +63,65 @@ def read_folders(audio_dir: str | Path, cfg: DatasetConfig) -> Collection:
     if not genre_dirs:
         raise InputError(f"{audio_dir} has no genre folders (expected AUDIO_DIR/<genre>/<files>)")
     used: set[str] = set()
+
+    def new_id(gdir: Path, path: Path) -> str:
+        tid = safe_id(f"{gdir.name}-{path.relative_to(gdir).with_suffix('')}")
+        base, n = tid, 1
+        while tid in used:
+            n += 1
+            tid = f"{base}-{n}"
+        used.add(tid)
+        return tid
+
     for gdir in genre_dirs:
-        files = sorted(
-            p for p in gdir.rglob("*")
-            if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
-        )
+        named = sorted(p for p in gdir.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+        problems = {p: audio_file_problem(p, [root]) for p in named}
+        files = [p for p in named if problems[p] is None]
         if not files:
             out.warnings.append(f"genre folder {gdir.name!r} has no audio files: skipped")
-            continue
         if cfg.max_tracks:
             files = files[: cfg.max_tracks]
         splits = stratified_split(len(files), cfg.split, cfg.seed, gdir.name)
         for path, split in zip(files, splits):
-            tid = safe_id(f"{gdir.name}-{path.relative_to(gdir).with_suffix('')}")
-            base, n = tid, 1
-            while tid in used:
-                n += 1
-                tid = f"{base}-{n}"
-            used.add(tid)
-            out.tracks.append(
-                Track(tid, gdir.name, split, str(path.relative_to(root)), title=path.stem)
-            )
+            out.tracks.append(Track(new_id(gdir, path), gdir.name, split, str(path.relative_to(root)), title=path.stem))
+        for path in named:  # named like audio but unusable: recorded with the reason, never opened
+            if problems[path] is not None:
+                tid = new_id(gdir, path)
+                track = Track(tid, gdir.name, hashed_split(tid, cfg.split, cfg.seed), str(path.relative_to(root)),
+                              title=path.stem)
+                out.missing.append((track, problems[path]))
     return out
+
+
+def audio_file_problem(path: Path, roots: Sequence[Path]) -> str | None:
+    """Why ``path`` is not an audio file to read (None when it is one): the policy of preparation and of
+    the dashboard's audio route alike.
+
+    Symlinks are followed, and what they reach must be a regular file inside one of
+    ``roots`` (the collection; the route adds the run). FIFOs, sockets and devices are
+    refused before anything opens them (reading a FIFO would wait for a writer).
+    """
+    try:
+        st = path.lstat()
+    except OSError:
+        return "missing on disk"
+    if stat.S_ISLNK(st.st_mode):
+        target = Path(os.path.realpath(path))
+        if not target.exists():
+            return f"dangling symlink (points to {os.readlink(path)})"
+        resolved = [Path(r).resolve() for r in roots]
+        if not any(r == target or r in target.parents for r in resolved):
+            return f"symlink pointing outside the collection (to {target}): copy the file in instead"
+        try:
+            st = target.stat()
+        except OSError:
+            return "unreadable symlink target"
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory named like an audio file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        return f"not a regular file ({kind})"
+    return None
 
 
 def hashed_split(track_id: str, shares: Sequence[float], seed: int) -> str:
@@ -218,10 +257,13 @@ def read_fma(audio_dir: str | Path, meta_dir: str | Path, cfg: DatasetConfig) ->
             split = "training"
         rel = fma_path(tid)
         t = Track(f"{tid:06d}", g, split, rel, title=title, artist=artist)
-        if (root / rel).is_file():
+        problem = audio_file_problem(root / rel, [root])
+        if problem is None:
             out.tracks.append(t)
-        else:
+        elif not os.path.lexists(root / rel):
             out.missing.append((t, f"listed in tracks.csv but missing on disk: {rel}"))
+        else:
+            out.missing.append((t, problem))
     echonest_csv = meta / "echonest.csv"
     if echonest_csv.is_file():
         try:

@@ -33,6 +33,7 @@ from werkzeug.http import parse_range_header
 from whypop.app import images
 from whypop.app.data import NPZ_LOCK, AppData
 from whypop.app.figures import genre_colors
+from whypop.datasets import audio_file_problem
 from whypop.errors import NotFound, WhypopError
 from whypop.results import load_mask
 
@@ -191,15 +192,17 @@ class _Renderer:
         track = self.store.track(track_id)  # NotFound for unknown ids
         if track.status != "ok":
             raise NotFound(f"track {track_id!r} was not prepared ({track.status}): its audio is not served")
-        path = self.store.audio_path(track_id).resolve()
+        path = self.store.audio_path(track_id)
         roots = [self.store.root]
         if self.store.audio_root is not None:
             roots.append(self.store.audio_root.resolve())
-        if not any(path == root or root in path.parents for root in roots):
-            raise NotFound(f"audio of {track_id!r} lies outside the run and its audio root")
-        if not path.is_file():
-            raise NotFound(f"audio file of {track_id!r} is missing")
-        return path
+        problem = audio_file_problem(path, roots)
+        resolved = path.resolve()
+        if problem is None and not any(resolved == root or root in resolved.parents for root in roots):
+            problem = "lies outside the run and its audio root"  # a stored absolute source elsewhere
+        if problem is not None:
+            raise NotFound(f"audio of {track_id!r}: {problem}")
+        return resolved
 
 
 class WavStream:
