@@ -561,3 +561,46 @@ def test_killing_the_main_prepare_process_ends_its_workers(tmp_path):
     finally:
         for c in psutil.Process().children(recursive=True):
             c.kill()
+
+
+# -- headers and the request cap ------------------------------------------------------------------
+
+
+def test_security_headers_and_a_configurable_frame_ancestors(hostile_run, monkeypatch):
+    import flask
+
+    from whypop.app import create_app
+
+    client = create_app(hostile_run).server.test_client()
+    for path in ("/", "/img/spec/bells_00.png", "/audio/bells_00", "/audio/nope"):
+        r = client.get(path)
+        assert r.headers["X-Content-Type-Options"] == "nosniff", path
+        assert r.headers["Content-Security-Policy"] == "frame-ancestors 'self'", path
+    # a portal that embeds the dashboard from another origin names itself; its own pages are left alone
+    monkeypatch.setenv("WHYPOP_CONFIG", "serve.frame_ancestors='self' https://portal.example.org")
+    portal = flask.Flask("portal")
+    portal.add_url_rule("/", "home", lambda: "the portal")
+    create_app(hostile_run, prefix="/tools/whypop/", server=portal)
+    c = portal.test_client()
+    assert c.get("/tools/whypop/").headers["Content-Security-Policy"] == "frame-ancestors 'self' https://portal.example.org"
+    assert "Content-Security-Policy" not in c.get("/").headers
+
+
+def test_the_request_cap_is_per_route_and_configurable(hostile_run, monkeypatch):
+    import flask
+
+    from whypop.app import create_app
+
+    monkeypatch.setenv("WHYPOP_CONFIG", "serve.max_request_bytes=20000")
+    app = create_app(hostile_run)
+
+    @app.server.route("/upload", methods=["POST"])
+    def upload():  # a route with its own, larger limit (as an upload route sets it)
+        flask.request.max_content_length = 200_000
+        return str(len(flask.request.get_data()))
+
+    client = app.server.test_client()
+    body = {"output": "x", "outputs": {}, "inputs": [], "changedPropIds": [], "pad": "x" * 30_000}
+    assert client.post("/_dash-update-component", json=body).status_code == 413
+    assert client.post("/upload", data=b"x" * 100_000).data == b"100000"
+    assert client.post("/upload", data=b"x" * 300_000).status_code == 413
