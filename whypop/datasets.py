@@ -111,7 +111,7 @@ def audio_file_problem(path: Path, roots: Sequence[Path]) -> str | None:
             return f"dangling symlink (points to {os.readlink(path)})"
         resolved = [Path(r).resolve() for r in roots]
         if not any(r == target or r in target.parents for r in resolved):
-            return f"symlink pointing outside the collection (to {target}): copy the file in instead"
+            return f"symlink pointing outside the collection (to {target}): copy the file in, or prepare the folder it lies in"
         try:
             st = target.stat()
         except OSError:
