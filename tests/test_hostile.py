@@ -147,6 +147,16 @@ def test_callback_fuzzing_gives_no_500(hostile_run, server):
                 calls += 1
                 if r.status_code >= 500:
                     bad.append((key[:60], deps[i]["id"], deps[i]["property"], repr(value)[:40], r.status_code))
+    # and envelopes the page never sends
+    key, spec = callbacks[0]
+    for body in ("garbage", "[]", "{}", json.dumps({"output": "nope.x", "outputs": {}, "inputs": []}),
+                 json.dumps({"output": 5}), json.dumps({"output": key, "outputs": "x", "inputs": "y"}),
+                 json.dumps({"output": key, "outputs": {}, "inputs": [1] * len(spec["inputs"])}),
+                 json.dumps({"output": key, "outputs": _outputs(key), "inputs": [], "state": []})):
+        r = requests.post(f"{url}/{UPDATE}", data=body, headers={"Content-Type": "application/json"}, timeout=60)
+        calls += 1
+        if r.status_code >= 500:
+            bad.append(("envelope", body[:60], r.status_code))
     print(f"callback fuzzing: {calls} calls over {len(callbacks)} callbacks, {len(bad)} responses >= 500")
     assert not bad, f"{len(bad)} of {calls} calls failed:\n" + "\n".join(map(str, bad)) + "\n" + log.read_text()[-3000:]
 

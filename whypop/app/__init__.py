@@ -116,6 +116,7 @@ def create_app(
     app.whypop_celery = celery_app
     register_routes(app.server, app.config.routes_pathname_prefix, data)
     protect(app.server, app.config.routes_pathname_prefix, serve_settings(data.config))
+    _refuse_malformed_callbacks(app)
     app.whypop_data = data  # for tests and embedding code
     _warm_up(app)
     return app
@@ -161,6 +162,49 @@ def protect(server: "Flask", prefix: str, settings: "ServeConfig") -> None:
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Content-Security-Policy", csp)
         return response
+
+
+def _refuse_malformed_callbacks(app: "dash.Dash") -> None:
+    """A callback request whose shape is not one the page sends gets 400, not Dash's 500.
+
+    Only the envelope is checked (a known server-side output, lists of inputs and state
+    of the callback's lengths, each an id and a property); the values are the callbacks'
+    own business, checked there against the run.
+    """
+    from flask import abort, request
+
+    path = app.config.routes_pathname_prefix + "_dash-update-component"
+
+    @app.server.before_request
+    def check_envelope():
+        if request.path != path or request.method != "POST":
+            return None
+        problem = malformed_callback(request.get_json(silent=True), app.callback_map)
+        if problem:
+            abort(400, description=f"malformed callback request: {problem}")
+        return None
+
+
+def malformed_callback(body: object, callback_map: dict) -> str | None:
+    """Why ``body`` is not a callback request of this app (None when it is one)."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    output = body.get("output")
+    spec = callback_map.get(output) if isinstance(output, str) else None
+    if spec is None or spec.get("callback") is None:
+        return "no server-side callback has that output"
+    for key, want in (("inputs", len(spec["inputs"])), ("state", len(spec["state"]))):
+        items = body.get(key, [])
+        if not isinstance(items, list) or len(items) != want:
+            return f"{key}: expected a list of {want}"
+        if not all(isinstance(i, dict) and "id" in i and isinstance(i.get("property"), str) for i in items):
+            return f"{key}: each needs an id and a property"
+    if not isinstance(body.get("outputs"), (dict, list)):
+        return "outputs: expected an object or a list"
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        return "changedPropIds: expected a list of strings"
+    return None
 
 
 def _warm_up(app: "dash.Dash") -> None:
