@@ -3,7 +3,11 @@
  *    (and its cluster in panel 2) stand out, the rest fade; the selected concept gets a ring.
  *  - dash_clientside.whypop.focusRadar: hover a radar in panel 4 -> the others fade.
  *  - dash_clientside.whypop.seek: click the song's spectrogram -> the audio jumps there.
- *  - a requestAnimationFrame loop moving panel 5's playhead (shapes[0]) with the audio.
+ *  - a requestAnimationFrame loop moving panel 5's playhead (shapes[0]) with the audio; when the
+ *    player's source swaps between the song and a concept's solo / mute of the same song, the
+ *    playback position (and playing or not) carries over.
+ *  - panel 3: an example's play button plays its solo clip; "play all" plays the examples in
+ *    turn, the one playing highlighted (class whypop-playing).
  * Figures mark their traces with `meta` ("concepts", "clusters", "selected", ...); concept points
  * carry their concept id in customdata (see whypop/app/figures.py).
  */
@@ -160,6 +164,104 @@
     window.Plotly.relayout(gd, { "shapes[0].x0": t, "shapes[0].x1": t });
   }
 
+  // -- panel 5: the source swaps between the song and a concept's solo / mute: keep the position --
+  var lastSrc = null, lastTime = 0, lastPlaying = false;
+  function trackOf(src) {
+    // audio/<track> or listen/<extraction>/<concept>/song/<track>/<mode>.wav -> the track id;
+    // upload/<sha256>/audio or listen/<extraction>/<concept>/upload/<sha256>/<mode>.wav -> "upload:<sha256>"
+    var parts = (src || "").split("?")[0].split("/");
+    var u = parts.lastIndexOf("upload");
+    if (u >= 0 && u + 1 < parts.length) { return "upload:" + parts[u + 1]; }
+    var i = parts.lastIndexOf("song");
+    if (parts.indexOf("listen") >= 0 && i >= 0 && i + 1 < parts.length) { return parts[i + 1]; }
+    return parts.indexOf("audio") >= 0 ? parts[parts.length - 1] : null;
+  }
+  function follow(audio) {
+    var src = audio.getAttribute("src");
+    if (src !== lastSrc) {
+      if (lastSrc && src && trackOf(src) !== null && trackOf(src) === trackOf(lastSrc)) {
+        var t = lastTime, playing = lastPlaying;
+        audio.addEventListener("loadedmetadata", function () {
+          audio.currentTime = isFinite(audio.duration) ? Math.min(t, audio.duration) : t;
+          if (playing) {
+            var p = audio.play();
+            if (p && p.catch) { p.catch(function () { /* autoplay refused: the user presses play */ }); }
+          }
+        }, { once: true });
+      }
+      lastSrc = src;
+      return;
+    }
+    if (!audio.seeking && audio.readyState > 0) { lastTime = audio.currentTime; lastPlaying = !audio.paused; }
+  }
+
+  // -- panel 3: play one example, or all of them in turn ------------------------------------------
+  var queue = null, current = null;
+  function exampleAudio() { return document.querySelector("audio.whypop-example-audio"); }
+  function playAllButton(on) {
+    var b = document.querySelector(".whypop-play-all");
+    if (b) { b.textContent = on ? "■ stop" : "▶ play all"; b.classList.toggle("active", !!on); }
+  }
+  function mark(btn) {
+    document.querySelectorAll(".whypop-example.whypop-playing").forEach(function (el) { el.classList.remove("whypop-playing"); });
+    document.querySelectorAll(".whypop-play.active").forEach(function (el) { el.classList.remove("active"); el.textContent = "▶"; });
+    current = btn;
+    if (btn) {
+      var ex = btn.closest(".whypop-example");
+      if (ex) { ex.classList.add("whypop-playing"); }
+      btn.classList.add("active");
+      btn.textContent = "❚❚";
+    }
+  }
+  function stopExamples() {
+    var audio = exampleAudio();
+    if (audio && !audio.paused) { audio.pause(); }
+    queue = null;
+    mark(null);
+    playAllButton(false);
+  }
+  function playExample(btn) {
+    var audio = exampleAudio();
+    if (!audio || !btn) { return; }
+    var src = btn.getAttribute("data-src");
+    mark(btn);
+    if (audio.getAttribute("src") !== src) { audio.setAttribute("src", src); } else { audio.currentTime = 0; }
+    var p = audio.play();
+    if (p && p.catch) { p.catch(function () { if (current === btn) { stopExamples(); } }); }
+  }
+  function nextExample() {
+    while (queue && queue.length) {
+      var btn = queue.shift();
+      if (btn.isConnected) { playExample(btn); return; }
+    }
+    stopExamples();
+  }
+  document.addEventListener("click", function (ev) {
+    var target = ev.target && ev.target.closest ? ev.target : null;
+    if (!target) { return; }
+    var btn = target.closest(".whypop-play");
+    if (btn) {
+      ev.preventDefault();
+      var audio = exampleAudio();
+      if (current === btn && audio && !audio.paused) { stopExamples(); return; }
+      queue = null;
+      playAllButton(false);
+      playExample(btn);
+      return;
+    }
+    if (target.closest(".whypop-play-all")) {
+      ev.preventDefault();
+      if (queue) { stopExamples(); return; }
+      queue = Array.prototype.slice.call(document.querySelectorAll(".whypop-gallery .whypop-play"));
+      if (!queue.length) { queue = null; return; }
+      playAllButton(true);
+      nextExample();
+    }
+  });
+  document.addEventListener("ended", function (ev) {  // media events do not bubble: caught on the way down
+    if (ev.target === exampleAudio() && current) { if (queue) { nextExample(); } else { stopExamples(); } }
+  }, true);
+
   var hooked = null;
   function tick() {
     var audio = document.querySelector("audio.whypop-audio");
@@ -168,6 +270,8 @@
       ["pause", "seeked", "ended"].forEach(function (ev) { audio.addEventListener(ev, function () { settle(audio); }); });
       hooked = audio;
     }
+    if (audio) { follow(audio); }
+    if (current && !current.isConnected) { stopExamples(); }  // the gallery changed under the playing example
     var shape = playhead(gd);
     if (audio && shape && window.Plotly) {
       var t = clampTime(gd, audio);
@@ -178,4 +282,56 @@
     window.requestAnimationFrame(tick);
   }
   window.requestAnimationFrame(tick);
+
+  // -- song upload (panel 5): the file goes to a plain POST route as the raw body, streamed; ---------
+  // only the answer ({id, name} or {error}) reaches Dash, through the upload store.
+  var UPLOAD_STORE = { whypop: "song", part: "upload" };
+  function tell(data) {
+    if (window.dash_clientside && window.dash_clientside.set_props) {
+      window.dash_clientside.set_props(UPLOAD_STORE, { data: data });
+    }
+  }
+  function upload(button, file) {
+    var url = button.getAttribute("data-url"), max = Number(button.getAttribute("data-max") || 0);
+    var stamp = Date.now();
+    if (max && file.size > max) {
+      tell({ error: file.name + " is " + (file.size / 1e6).toFixed(1) + " MB; the limit is " +
+             (max / 1048576).toFixed(0) + " MB", t: stamp });
+      return;
+    }
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", url);
+    xhr.setRequestHeader("X-Filename", encodeURIComponent(file.name));
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.upload.onprogress = function (ev) {
+      if (ev.lengthComputable) {
+        tell({ pending: true, name: file.name, percent: Math.round(100 * ev.loaded / ev.total), t: Date.now() });
+      }
+    };
+    xhr.onload = function () {
+      var answer = null;
+      try { answer = JSON.parse(xhr.responseText); } catch (e) { answer = null; }
+      if (!answer) { answer = { error: "the server answered " + xhr.status + " " + (xhr.statusText || "") }; }
+      answer.t = Date.now();
+      tell(answer);
+    };
+    xhr.onerror = function () { tell({ error: "the upload did not reach the server", t: Date.now() }); };
+    xhr.send(file);
+  }
+  document.addEventListener("click", function (ev) {
+    var button = ev.target && ev.target.closest && ev.target.closest(".whypop-upload-button");
+    if (!button) { return; }
+    ev.preventDefault();
+    var input = document.createElement("input");
+    input.type = "file";
+    input.accept = ".mp3,.ogg,.flac,.wav,audio/mpeg,audio/ogg,audio/flac,audio/wav";
+    input.className = "whypop-upload-input";
+    input.style.display = "none";
+    input.addEventListener("change", function () {
+      if (input.files && input.files.length) { upload(button, input.files[0]); }
+      input.remove();
+    });
+    document.body.appendChild(input);
+    input.click();
+  });
 })();

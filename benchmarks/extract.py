@@ -90,7 +90,8 @@ def floor_seconds(store, extraction: dict, cfg, batch_size: int) -> tuple[float,
     import pipelines.extract as E
     from whypop.ace.patches import make_patches
     from whypop.ace.segment import segment_masks
-    from whypop.model import load_current, preprocess
+    from pipelines.common import load_current
+    from whypop.model import preprocess
 
     ex = cfg.extract
     fill = E.training_mean(store, sorted(t.track_id for t in store.tracks(split="training")))

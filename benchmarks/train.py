@@ -32,8 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `whypop train` does (set before torch loads)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from whypop.env import setup_environment  # noqa: E402
+
+setup_environment()  # as `whypop train` does, before torch loads
 
 GENRES = ("alpha", "beta", "gamma", "delta")
 

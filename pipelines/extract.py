@@ -24,7 +24,7 @@ Protocol (all choices seeded by ``extract.seed`` and stored with the extraction)
   recognised by the absence of the others' signatures does not, and then no concept
   can honestly be expected on its signature). The top concept is the significant concept raising the class
   (TCAV score above 0.5) with the largest TCAV magnitude, among those not flagged as
-  silence or augmentation bands (see :func:`_top`).
+  silence or augmentation bands (see :mod:`whypop.ace.ranking`).
 
 Nothing is written before the inputs are validated; results go to a partial directory
 and become visible in one transaction at the end; a failure or a cancel leaves the
@@ -33,7 +33,6 @@ previous extractions as they were.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -46,15 +45,30 @@ from typing import Callable
 
 import numpy as np
 
+from pipelines.common import load_current
+from whypop import __version__
+from whypop.ace import flags, stats
+from whypop.ace.activations import ActivationCache, LayerProbe, digest, weights_digest
+from whypop.ace.extractor import ConceptExtractor, GenreImages, RandomSets
+from whypop.ace.patches import make_patches, mask_bbox
+from whypop.ace.planning import SPLITS, Request, plan_images, required_score_songs
+from whypop.ace.planted import mask_overlap, region_mask, signature_reliance
+from whypop.ace.ranking import Candidate, top_concept
+from whypop.ace.segment import random_segment
+from whypop.ace.summary import concept_map
+from whypop.audio import encode_png
+from whypop.geometry import box_to_pixels, empty_regions, fmax_hz
 from whypop.config import Config
-from whypop.errors import Cancelled, InputError, StoreError
+from whypop.errors import Cancelled, InputError, StoreError, WhypopError
+from whypop.model import get_layer
+from whypop.progress import Progress, ProgressEvent, null_progress
+from whypop.extraction_files import save_arrays, save_masks
+from whypop.results import ConceptRecord, ExtractionSummary, GenreSummary, Reliance
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
-SPLITS = {"heldout": ("validation", "test"), "training": ("training",), "all": ("training", "validation", "test")}
-DARK_FLAGS = ("augmentation-band", "silence")
+STAGE = "extract"
 ARTEFACT_OVERLAP = 0.5  # a concept sits on the planted artefact when half its patch pixels do
 RELIANCE_DROP = 0.5  # the model relies on a planted signature when hiding it costs this much probability
 
@@ -70,21 +84,21 @@ class Plan:
     pool: list[str]  # random pool
     sets: list[list[str]]  # R + 1 random sets of track ids
     training: list[str]  # training tracks (for the fill value)
+    images_plan: object = None  # whypop.ace.planning.ImagePlan
+    audio: object = None  # the run's AudioConfig (the geometry of its spectrograms)
+    tracks: dict = dataclasses.field(default_factory=dict)  # track id -> Track (sample rate, duration)
+
+    def describe(self) -> str:
+        """The one line saying what the extraction uses and what it means."""
+        ex = self.cfg.extract
+        return self.images_plan.describe(self.genres, required_score_songs(ex.significance, ex.min_score_songs))
 
 
 # -- planning and validation (writes nothing) ---------------------------------------------
 
 
-def _order(ids: list[str], seed: int, salt: str) -> list[str]:
-    rng = np.random.default_rng([seed, zlib.crc32(salt.encode())])
-    ids = sorted(ids)
-    return [ids[i] for i in rng.permutation(len(ids))]
-
-
 def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = None) -> Plan:
-    """Check the inputs and choose every image; raises a WhypopError, writes nothing."""
-    from whypop.model import get_layer, load_current
-
+    """Check the inputs and choose every image (:mod:`whypop.ace.planning`); raises a WhypopError, writes nothing."""
     ex = cfg.extract
     ex.validate()
     loaded = load_current(store, ex.device)  # StoreError when the run has no model
@@ -100,34 +114,7 @@ def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = Non
     tracks = [t for t in store.tracks(status="ok") if t.genre in set(model_genres)]
     if not tracks:
         raise StoreError(f"run {store.root} has no prepared spectrograms")
-    image_splits, random_splits = SPLITS[ex.image_split], SPLITS[ex.random_split]
-    need = ex.discovery_images + ex.score_images
-    images: dict[str, tuple[list[str], list[str]]] = {}
-    used: set[str] = set()
-    for g in model_genres:  # every genre, so the random pool does not depend on --genres
-        ids = _order([t.track_id for t in tracks if t.genre == g and t.split in image_splits], ex.seed, g)
-        if g in wanted and len(ids) < need:
-            raise InputError(
-                f"genre {g} has {len(ids)} prepared {'/'.join(image_splits)} spectrograms, but "
-                f"extract.discovery_images + extract.score_images = {ex.discovery_images} + {ex.score_images} "
-                f"= {need} are needed: lower them or change extract.image_split"
-            )
-        chosen = ids[:need]
-        images[g] = (chosen[: ex.discovery_images], chosen[ex.discovery_images : need])
-        used.update(chosen)
-    pool = sorted(t.track_id for t in tracks if t.split in random_splits and t.track_id not in used)
-    if len(pool) < 2 * ex.random_set_size:
-        raise InputError(
-            f"the random pool ({'/'.join(random_splits)} tracks of every genre, minus discovery and score "
-            f"images) holds {len(pool)} spectrograms; 2 x extract.random_set_size = {2 * ex.random_set_size} "
-            f"are needed (the null set is disjoint from the experiment sets): lower it or change "
-            f"extract.random_split"
-        )
-    rng = np.random.default_rng([ex.seed, zlib.crc32(b"random sets")])
-    null = [int(i) for i in rng.choice(len(pool), ex.random_set_size, replace=False)]
-    rest = np.setdiff1d(np.arange(len(pool)), null)
-    sets = [[pool[i] for i in null]] + [[pool[i] for i in rng.choice(rest, ex.random_set_size, replace=False)]
-                                        for _ in range(ex.random_experiments)]
+    images = plan_images(tracks, model_genres, Request.from_config(ex), wanted)
     size = _image_size(store, tracks[0].track_id)
     if size != loaded.image_size:
         raise InputError(
@@ -135,7 +122,10 @@ def plan_extraction(cfg: Config, store: RunStore, genres: list[str] | None = Non
             f"prepare the run with audio.image_size = {loaded.image_size}"
         )
     training = sorted(t.track_id for t in tracks if t.split == "training") or sorted(t.track_id for t in tracks)
-    return Plan(cfg, loaded, wanted, {g: images[g] for g in wanted}, pool, sets, training)
+    stored = store.stored_config()
+    return Plan(cfg, loaded, wanted, {g: (images.genres[g].discovery, images.genres[g].score) for g in wanted},
+                images.pool, images.sets, training, images, stored.audio if stored is not None else cfg.audio,
+                {t.track_id: t for t in tracks})
 
 
 def _image_size(store: RunStore, track_id: str) -> int:
@@ -147,8 +137,6 @@ def _image_size(store: RunStore, track_id: str) -> int:
 
 def training_mean(store: RunStore, track_ids: list[str], cache: bool = True) -> float:
     """Mean pixel of the training spectrograms (the patch fill value), cached by file identity."""
-    from whypop.ace.activations import digest
-
     files = []
     for t in track_ids:
         p = store.spectrogram_path(t)
@@ -170,8 +158,6 @@ def training_mean(store: RunStore, track_ids: list[str], cache: bool = True) -> 
 
 def code_version() -> str:
     """whypop's version, plus the git commit when the package runs from a checkout."""
-    from whypop import __version__
-
     repo = Path(__file__).resolve().parents[1]
     if (repo / ".git").exists():
         try:
@@ -190,7 +176,7 @@ def code_version() -> str:
 def run(
     cfg: Config,
     store: RunStore,
-    progress: Progress | None = None,
+    progress: Progress = null_progress,
     *,
     genres: list[str] | None = None,
     job_id: str | None = None,
@@ -199,6 +185,7 @@ def run(
     """Extract concepts for every genre (or ``genres``); returns the new extraction id."""
     start = time.perf_counter()
     plan = plan_extraction(cfg, store, genres)
+    log.info("%s", plan.describe())
     params = {"extract": dataclasses.asdict(cfg.extract), "summary": dataclasses.asdict(cfg.summary),
               "genres": plan.genres, "model_id": plan.loaded.model_id}
     extraction_id, partial = store.begin_extraction(params, code_version(), plan.loaded.model_id, job_id)
@@ -210,7 +197,7 @@ def run(
     try:
         concepts, patches, timings, summary = _extract(plan, store, partial, progress, check)
         timings["total"] = time.perf_counter() - start
-        store.complete_extraction(extraction_id, concepts, patches, timings, summary)
+        store.complete_extraction(extraction_id, concepts, patches, timings, summary.to_dict())
     except Cancelled:
         store.fail_extraction(extraction_id, "cancelled", status="cancelled")
         raise
@@ -218,13 +205,26 @@ def run(
         store.fail_extraction(extraction_id, f"{type(exc).__name__}: {exc}"[:500])
         raise
     log.info("extraction %d complete: %d concepts in %.1f s", extraction_id, len(concepts), timings["total"])
+    if cfg.extract.evaluate:
+        _evaluate(cfg, store, progress, extraction_id, cancel)
     return extraction_id
 
 
-def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | None, check: Callable[[], None]):
-    from whypop.ace.activations import ActivationCache, LayerProbe, weights_digest
-    from whypop.ace.extractor import ConceptExtractor, GenreImages, RandomSets
+def _evaluate(cfg: Config, store: RunStore, progress: Progress, extraction_id: int, cancel) -> None:
+    """The deletion and insertion tests of the new extraction (``extract.evaluate``).
 
+    The extraction is complete and stays so whatever happens here: a problem of the
+    data (no held-out songs, ...) or a cancel is logged, not raised.
+    """
+    from pipelines import evaluate
+
+    try:
+        evaluate.run(cfg, store, progress, extraction_id, cancel=cancel)
+    except (WhypopError, Cancelled) as exc:
+        log.warning("extraction %d: deletion and insertion tests not run: %s", extraction_id, exc)
+
+
+def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress, check: Callable[[], None]):
     cfg, ex = plan.cfg, plan.cfg.extract
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -232,15 +232,18 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
     loaded = plan.loaded
     probe = LayerProbe(loaded.model, ex.layer, loaded.device, ex.batch_size)
     cache = ActivationCache(store.root / "cache" / "activations" if ex.cache else None)
+    # the training augmentation's widest band, plus the resize's blur either side
+    band_width = int(np.ceil(cfg.augment.max_band * loaded.image_size)) + 2
     extractor = ConceptExtractor(probe, ex, fill, loaded.image_size, cache, weights_digest(loaded.model),
-                                 progress, check, ex.render_patches)
+                                 progress, check, ex.render_patches, band_width)
     unique = sorted({tid for s in plan.sets for tid in s})
     position = {tid: i for i, tid in enumerate(unique)}
-    random_images = _load(store, unique, "random sets: loading", progress, check)
+    random_images = _load(store, unique, progress, check, "random loading")
     timings["load"] = time.perf_counter() - t
     if ex.random_kind == "patches":
         t = time.perf_counter()
-        random_images = random_patches(random_images, unique, ex, fill, loaded.image_size, progress, check)
+        random_images = random_patches(random_images, unique, ex, fill, loaded.image_size, progress, check,
+                                       _empty_maps(plan, unique) if ex.skip_empty else None)
         timings["segment"] = time.perf_counter() - t
     random = RandomSets(unique, random_images, [np.array([position[tid] for tid in s]) for s in plan.sets])
     extractor.fit_random(random)
@@ -250,8 +253,8 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
         t = time.perf_counter()
         discovery_ids, score_ids = plan.images[g]
         images = GenreImages(
-            g, loaded.genres.index(g), discovery_ids, _load(store, discovery_ids, f"{g}: loading", progress, check),
-            score_ids, _load(store, score_ids, None, None, check),
+            g, loaded.genres.index(g), discovery_ids, _load(store, discovery_ids, progress, check, "loading", g),
+            score_ids, _load(store, score_ids, null_progress, check), _empty_maps(plan, discovery_ids),
         )
         timings["load"] += time.perf_counter() - t
         result = extractor.fit_genre(images)
@@ -262,50 +265,58 @@ def _extract(plan: Plan, store: RunStore, partial: Path, progress: Progress | No
         del images, result
     check()
     t = time.perf_counter()
-    if progress:
-        progress("summary", 0, 1)
-    concepts, patches, summary = writer.finish(random)
-    summary["fill_value"] = fill
-    summary["cache"] = {"hits": cache.hits, "misses": cache.misses}
-    summary["activation_shape"] = list(probe.output_shape(loaded.image_size))
-    if progress:
-        progress("summary", 1, 1)
+    progress(ProgressEvent(STAGE, "summary", 0, 1))
+    concepts, patches, summary = writer.finish(random, fill, {"hits": cache.hits, "misses": cache.misses},
+                                               probe.output_shape(loaded.image_size))
+    progress(ProgressEvent(STAGE, "summary", 1, 1))
     timings["summary"] = time.perf_counter() - t
     for k, v in extractor.timings_.items():
         timings[k] = timings.get(k, 0.0) + v
     return concepts, patches, {k: round(v, 3) for k, v in timings.items()}, summary
 
 
+def _empty_maps(plan: Plan, track_ids: list[str]) -> np.ndarray:
+    """(N, H, W) uint8 maps of the regions each track's geometry knows to be empty (see whypop.geometry)."""
+    audio = plan.audio
+    out = np.zeros((len(track_ids), audio.image_size, audio.image_size), np.uint8)
+    for i, tid in enumerate(track_ids):
+        t = plan.tracks.get(tid)
+        if t is not None:
+            out[i] = empty_regions(t.sample_rate, t.duration, audio)
+    return out
+
+
 def random_patches(images: np.ndarray, track_ids: list[str], ex, fill: float, size: int,
-                   progress: Progress | None = None, check: Callable[[], None] = lambda: None) -> np.ndarray:
+                   progress: Progress = null_progress, check: Callable[[], None] = lambda: None,
+                   empty: np.ndarray | None = None) -> np.ndarray:
     """One random segment of each random spectrogram, made into a patch like the discovery ones.
 
     The segment is chosen by a generator seeded with ``extract.seed`` and the track id,
-    so a track contributes the same patch to every set and every extraction.
+    so a track contributes the same patch to every set and every extraction. With
+    ``empty`` (maps as :func:`whypop.geometry.empty_regions`), only where they are 0.
     """
-    from whypop.ace.patches import make_patches
-    from whypop.ace.segment import random_segment
-
     out = np.empty((len(images), size, size), np.uint8)
     for i, (image, tid) in enumerate(zip(images, track_ids)):
         if i % 16 == 0:
             check()
         rng = np.random.default_rng([ex.seed, zlib.crc32(tid.encode())])
-        mask = random_segment(image, ex.segments, rng, ex.compactness, ex.sigma)
+        valid = None if empty is None else empty[i] == 0
+        mask = random_segment(image, ex.segments, rng, ex.compactness, ex.sigma, valid=valid)
         out[i] = make_patches(image, mask[None], fill, ex.patch_mode, size)[0]
-        if progress and (i + 1 == len(images) or i % 16 == 0):
-            progress("random sets: patches", i + 1, len(images))
+        if i + 1 == len(images) or i % 16 == 0:
+            progress(ProgressEvent(STAGE, "random patches", i + 1, len(images)))
     return out
 
 
-def _load(store: RunStore, ids: list[str], stage: str | None, progress: Progress | None, check) -> np.ndarray:
+def _load(store: RunStore, ids: list[str], progress: Progress, check, step: str = "loading",
+          genre: str | None = None) -> np.ndarray:
     out = []
     for i, tid in enumerate(ids):
         if i % 64 == 0:
             check()
         out.append(store.load_spectrogram(tid))
-        if progress and stage and (i + 1 == len(ids) or i % 16 == 0):
-            progress(stage, i + 1, len(ids))
+        if i + 1 == len(ids) or i % 16 == 0:
+            progress(ProgressEvent(STAGE, step, i + 1, len(ids), genre))
     return np.stack(out) if out else np.zeros((0, 0, 0), np.uint8)
 
 
@@ -319,15 +330,13 @@ class _Writer:
         self.mean_cavs: list[np.ndarray] = []
         self.tcav: list[np.ndarray] = []
         self.null: dict[str, np.ndarray] = {}
-        self.genres: dict[str, dict] = {}
-        self.extra: list[dict] = []  # per concept: darkness, planted overlaps, accuracy (same order)
+        self.genres: dict[str, GenreSummary] = {}
+        self.planted: set[str] = set()  # genres whose discovery songs have planted regions (the demo)
+        self.records: list[ConceptRecord] = []  # per concept, in the order of self.concepts
         audio = store.stored_config()
         self.audio = audio.audio if audio is not None else plan.cfg.audio
 
     def _regions(self, track_id: str, shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
-        from whypop.ace.planted import region_mask
-        from whypop.audio import box_to_pixels
-
         planted = self.store.planted(track_id)
         if not planted:
             return None, None
@@ -337,13 +346,20 @@ class _Writer:
                 boxes[r.kind].append(box_to_pixels(r.t0, r.t1, r.f0, r.f1, self.audio))
         return region_mask(shape, boxes["signature"]), region_mask(shape, boxes["artefact"])
 
-    def add_genre(self, result, images) -> None:
-        from whypop.ace import flags, stats
-        from whypop.ace.patches import mask_bbox
-        from whypop.ace.planted import mask_overlap
-        from whypop.audio import encode_png
-        from whypop.results import save_masks
+    def _geometry(self, track_ids: list[str]) -> tuple[float | None, str | None]:
+        """(the lowest source Nyquist in Hz below the mel range's top, the songs' end) of these tracks."""
+        tracks = [self.plan.tracks[t] for t in track_ids if t in self.plan.tracks]
+        rates = [t.sample_rate for t in tracks if t.sample_rate]
+        nyquist = min(rates) / 2 if rates and min(rates) / 2 < fmax_hz(self.audio) else None
+        short = [t.duration for t in tracks if t.duration and t.duration < self.audio.duration]
+        song_end = None
+        if short and self.audio.pad == "silence":
+            lo, hi = min(short), max(short)
+            when = f"{lo:.0f} s" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f} s"
+            song_end = f"the songs end at {when} of the {self.audio.duration:g} s window"
+        return nyquist, song_end
 
+    def add_genre(self, result, images) -> None:
         g = result.genre
         refs = [save_masks(self.partial, tid, m) for tid, m in zip(images.discovery_ids, result.masks)]
         shape = images.discovery.shape[1:]
@@ -352,11 +368,16 @@ class _Writer:
         art_overlap = [None if r[1] is None else mask_overlap(m, r[1]) for m, r in zip(result.masks, regions)]
         planted = any(r[0] is not None for r in regions)
         description = stats.threshold(len(result.concepts), self.ex.significance, self.ex.correction)
+        min_songs = required_score_songs(self.ex.significance, self.ex.min_score_songs)
+        if len(images.score_ids) < min_songs:
+            description = (f"TCAV from {len(images.score_ids)} score songs; at least {min_songs} are needed for "
+                           f"any outcome to be significant at {self.ex.significance:g}")
+        nyquist, song_end = self._geometry(images.discovery_ids)
         first = len(self.concepts)
         for ci, c in enumerate(result.concepts):
             cid = first + ci
             flag_list = []
-            dark = flags.darkness_flag(result.darkness[ci], self.ex.black_share)
+            dark = flags.darkness_flag(result.darkness[ci], self.ex.black_share, nyquist, song_end)
             if dark:
                 flag_list.append(dark)
             if not result.significant[ci]:
@@ -382,47 +403,45 @@ class _Writer:
                 "p_value": float(result.p_values[ci]), "significant": bool(result.significant[ci]),
                 "flags": flag_list, "n_patches": int(len(c.members)),
             })
-            self.extra.append({
-                "black_share": result.darkness[ci].black_share, "band_share": result.darkness[ci].band_share,
-                "signature_overlap": float(np.mean(sig_vals)) if sig_vals else None,
-                "artefact_overlap": float(np.mean(art_vals)) if art_vals else None,
-                "cav_accuracy": float(result.accuracy[ci]), "n_images": int(c.n_images),
-                "magnitude": float(result.magnitude[ci]),
-            })
+            self.records.append(ConceptRecord(
+                cid, black_share=result.darkness[ci].black_share, band_share=result.darkness[ci].band_share,
+                nyquist_share=result.darkness[ci].nyquist_share, padding_share=result.darkness[ci].padding_share,
+                signature_overlap=float(np.mean(sig_vals)) if sig_vals else None,
+                artefact_overlap=float(np.mean(art_vals)) if art_vals else None,
+                cav_accuracy=float(result.accuracy[ci]), n_images=int(c.n_images),
+                magnitude=float(result.magnitude[ci]),
+            ))
         self.mean_cavs.append(result.mean_cavs)
         self.tcav.append(result.tcav)
         self.null[g] = result.null
         chance = None
         if planted:
             chance = float(np.mean(np.concatenate([o for o in sig_overlap if o is not None])))
-        self.genres[g] = {
-            "discovery": list(images.discovery_ids), "score": list(images.score_ids),
-            "n_patches": int(len(result.patch_image)), "n_concepts": len(result.concepts),
-            "n_significant": int(np.sum(result.significant)), "chance": chance,
-            "null_mean": float(result.null.mean()), "null_cav_accuracy": result.null_accuracy,
-            "_planted": planted, "_first": first,
-        }
+        if planted:
+            self.planted.add(g)
+        self.genres[g] = GenreSummary(
+            discovery=tuple(images.discovery_ids), score=tuple(images.score_ids),
+            n_patches=int(len(result.patch_image)), n_concepts=len(result.concepts),
+            n_significant=int(np.sum(result.significant)), chance=chance,
+            null_mean=float(result.null.mean()), null_cav_accuracy=result.null_accuracy,
+            discovery_songs=len(images.discovery_ids), score_songs=len(images.score_ids), min_score_songs=min_songs,
+        )
 
     def reliance(self, genre: str, images, loaded, fill: float) -> None:
         """Demo ground truth: does the model need the genre's planted signature? (score images)"""
-        from whypop.ace.planted import signature_reliance
-
         regions = [self._regions(tid, images.score.shape[1:])[0] for tid in images.score_ids]
         if any(r is None for r in regions) or not len(regions):
             return
         full, occluded = signature_reliance(loaded.model, images.score, regions, images.class_index, fill, loaded.device)
-        self.genres[genre]["reliance"] = {
-            "p_full": round(full, 4), "p_signature_hidden": round(occluded, 4),
-            "relies_on_signature": bool(full - occluded >= RELIANCE_DROP),
-            "rule": f"the mean probability of the genre on its score images drops by at least {RELIANCE_DROP} "
-                    f"when the planted signature is filled with the training mean",
-        }
+        self.genres[genre] = dataclasses.replace(self.genres[genre], reliance=Reliance(
+            p_full=round(full, 4), p_signature_hidden=round(occluded, 4),
+            relies_on_signature=bool(full - occluded >= RELIANCE_DROP),
+            rule=f"the mean probability of the genre on its score images drops by at least {RELIANCE_DROP} "
+                 f"when the planted signature is filled with the training mean",
+        ))
 
-    def finish(self, random) -> tuple[list[dict], list[dict], dict]:
-        from whypop.ace import flags
-        from whypop.ace.summary import concept_map
-        from whypop.results import save_arrays
-
+    def finish(self, random, fill: float, cache: dict, activation_shape: tuple[int, ...]
+               ) -> tuple[list[dict], list[dict], ExtractionSummary]:
         sc = self.plan.cfg.summary
         K = len(self.concepts)
         R = random.experiments
@@ -451,147 +470,80 @@ class _Writer:
         genres = {}
         for g, info in self.genres.items():
             mine = [i for i, c in enumerate(self.concepts) if c["genre"] == g]
-            null = info["null_mean"]
-            top = _top(self.concepts, self.extra, mine, null, exclude_dark=True)
-            top_any = _top(self.concepts, self.extra, mine, null, exclude_dark=False)
-            overlap = None
-            if info["_planted"] and top is not None:
-                overlap = self.extra[top]["signature_overlap"]
-            genres[g] = {k: v for k, v in info.items() if not k.startswith("_")}
-            genres[g].update({
-                "top_concept": None if top is None else self.concepts[top]["concept_id"],
-                "top_concept_any": None if top_any is None else self.concepts[top_any]["concept_id"],
-                "overlap": overlap,
-            })
-        summary = {
-            "layer": self.ex.layer,
-            "patch_mode": self.ex.patch_mode, "cav_mode": self.ex.cav_mode, "tcav_gradient": self.ex.tcav_gradient,
-            "genres": genres,
-            "random": {
+            candidates = [Candidate(self.concepts[i]["significant"], self.concepts[i]["tcav_mean"],
+                                    self.records[i].magnitude, flags.is_dark(self.concepts[i]["flags"])) for i in mine]
+            top = top_concept(candidates, info.null_mean, exclude_dark=True)
+            top_any = top_concept(candidates, info.null_mean, exclude_dark=False)
+            genres[g] = dataclasses.replace(
+                info,
+                top_concept=None if top is None else self.concepts[mine[top]]["concept_id"],
+                top_concept_any=None if top_any is None else self.concepts[mine[top_any]]["concept_id"],
+                overlap=self.records[mine[top]].signature_overlap if g in self.planted and top is not None else None,
+            )
+        summary = ExtractionSummary(
+            layer=self.ex.layer, patch_mode=self.ex.patch_mode, cav_mode=self.ex.cav_mode,
+            tcav_gradient=self.ex.tcav_gradient, genres=genres,
+            random={
                 "kind": self.ex.random_kind,
-                "protocol": f"{R + 1} sets of {self.ex.random_set_size} spectrograms drawn without replacement "
+                "protocol": f"{R + 1} sets of {self.plan.images_plan.set_size} spectrograms drawn without replacement "
                             f"from the {'/'.join(SPLITS[self.ex.random_split])} tracks of every genre minus all "
                             f"discovery and score images ({len(self.plan.pool)} in the pool); set 0 is the null "
                             f"concept, disjoint from sets 1..{R}, the experiments; the same sets for every genre"
                             + ("; each spectrogram enters as one random segment of it, made into a patch like "
                                "the discovery patches" if self.ex.random_kind == "patches" else ""),
-                "pool": len(self.plan.pool), "experiments": R, "set_size": self.ex.random_set_size,
+                "pool": len(self.plan.pool), "experiments": R, "set_size": self.plan.images_plan.set_size,
                 "sets": [list(s) for s in self.plan.sets],
             },
-            "significance": {
+            significance={
                 "test": "paired t-test (scipy ttest_rel, two-sided) of each concept's R TCAV scores against "
                         "the genre's random-vs-random scores",
                 "alpha": self.ex.significance, "correction": self.ex.correction, "family": "the concepts of a genre",
             },
-            "artefact": self._artefact(),
-            "concepts": [
-                {"concept_id": c["concept_id"], **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()}}
-                for c, e in zip(self.concepts, self.extra)
-            ],
-            "clusters": len(cmap.cluster_ids),
-        }
+            artefact=self._artefact(),
+            concepts=tuple(self.records),
+            clusters=len(cmap.cluster_ids),
+            fill_value=fill, cache=cache, activation_shape=tuple(activation_shape),
+            plan={
+                "line": self.plan.describe(), "scaled": self.plan.images_plan.scaled,
+                "requested": {"discovery_images": self.ex.discovery_images, "score_images": self.ex.score_images,
+                              "random_set_size": self.ex.random_set_size},
+                "used": {"random_set_size": self.plan.images_plan.set_size,
+                         "score_songs": {g: v.score_songs for g, v in self.genres.items()},
+                         "discovery_songs": {g: v.discovery_songs for g, v in self.genres.items()}},
+                "reserved_for_pool": self.plan.images_plan.reserved,
+                "min_score_songs": required_score_songs(self.ex.significance, self.ex.min_score_songs),
+                "rule": "significance is reported only for genres whose TCAV scores rest on at least "
+                        "min_score_songs score songs: below that, no outcome of the songs can reach the level "
+                        "(two-sided sign test, 2 x 0.5^n > alpha)",
+            },
+        )
         return self.concepts, self.patches, summary
 
     def _artefact(self) -> dict:
         """Concepts flagged as silence / bands, and the check against planted artefacts (demo)."""
         flagged, on_planted = [], []
-        for c, e in zip(self.concepts, self.extra):
-            dark = [f["flag"] for f in c["flags"] if f["flag"] in DARK_FLAGS]
+        for c, e in zip(self.concepts, self.records):
+            dark = [f["flag"] for f in c["flags"] if f["flag"] in flags.DARK_FLAGS]
             if dark:
                 flagged.append({"concept_id": c["concept_id"], "genre": c["genre"], "flag": dark[0],
-                                "black_share": round(e["black_share"], 4), "band_share": round(e["band_share"], 4),
+                                "black_share": round(e.black_share, 4), "band_share": round(e.band_share, 4),
+                                "empty_share": round((e.nyquist_share or 0.0) + (e.padding_share or 0.0), 4),
                                 "tcav_mean": c["tcav_mean"], "significant": c["significant"],
-                                "planted_overlap": None if e["artefact_overlap"] is None else round(e["artefact_overlap"], 4)})
-            if e["artefact_overlap"] is not None and e["artefact_overlap"] >= ARTEFACT_OVERLAP:
+                                "planted_overlap": None if e.artefact_overlap is None else round(e.artefact_overlap, 4)})
+            if e.artefact_overlap is not None and e.artefact_overlap >= ARTEFACT_OVERLAP:
                 on_planted.append({"concept_id": c["concept_id"], "genre": c["genre"],
-                                   "overlap": round(e["artefact_overlap"], 4),
-                                   "black_share": round(e["black_share"], 4), "flagged": bool(dark)})
-        planted = any(e["artefact_overlap"] is not None for e in self.extra)  # the run has ground truth
+                                   "overlap": round(e.artefact_overlap, 4),
+                                   "black_share": round(e.black_share, 4), "flagged": bool(dark)})
+        planted = any(e.artefact_overlap is not None for e in self.records)  # the run has ground truth
         return {
-            "rule": f"flagged when at least {self.ex.black_share:.0%} of the concept's patch pixels are black "
+            "rule": f"flagged above-nyquist or padding when at least {self.ex.black_share:.0%} of the concept's "
+                    f"patch pixels lie where the tracks' sample rate and duration say the image is empty; else "
+                    f"augmentation-band or silence when at least {self.ex.black_share:.0%} are black "
                     f"(<= {self.ex.black_level}/255)",
+            "skip_empty": self.ex.skip_empty,
             "flagged": flagged,
             # demo ground truth: concepts whose patches lie mostly (>= 50% of mask pixels) on planted
             # artefact boxes; a zeroed low-frequency band may not be black in the image, so not all are
             "on_planted": on_planted if planted else None,
             "flagged_on_planted": [p["concept_id"] for p in on_planted if p["flagged"]] if planted else None,
         }
-
-
-def _top(concepts: list[dict], extra: list[dict], indices: list[int], null_mean: float,
-         exclude_dark: bool) -> int | None:
-    """Index of the most important concept of a genre, or None.
-
-    Candidates are the significant concepts that push the class up: mean TCAV score
-    above 0.5 and above the random null's mean (the test is two-sided, and a concept
-    scoring 0.55 against a null of 0.9 is significant for being *less* important than
-    a random direction). The sign-count score saturates (many concepts score 1.0 once the score
-    images' gradients agree), so candidates are ranked by the TCAV magnitude, the mean
-    directional derivative along their CAVs: how strongly they raise the class logit.
-    """
-    best = None
-    for i in indices:
-        c = concepts[i]
-        if not c["significant"] or c["tcav_mean"] <= max(0.5, null_mean):
-            continue
-        if exclude_dark and any(f["flag"] in DARK_FLAGS for f in c["flags"]):
-            continue
-        if best is None or extra[i]["magnitude"] > extra[best]["magnitude"]:
-            best = i
-    return best
-
-
-# -- command line ------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (or a preset name: demo, fma_small)")
-    p.add_argument("--genres", nargs="+", metavar="GENRE", help="only these genres (default: all)")
-    p.add_argument("--layer", help="bottleneck layer, e.g. layer4.2.conv2")
-    p.add_argument("--clusters", type=int, metavar="N", help="k-means clusters per genre")
-    p.add_argument("--segments", type=int, nargs="+", metavar="N", help="SLIC resolutions, e.g. 10 15 25")
-    p.add_argument("--random-experiments", type=int, metavar="N", help="random sets (TCAV experiments)")
-    p.add_argument("--discovery-images", type=int, metavar="N", help="spectrograms segmented per genre")
-    p.add_argument("--patch-mode", choices=("faithful", "inplace"), help="crop and resize, or masked full frame")
-    p.add_argument("--cav-mode", choices=("fast", "exact"), help="batched solve, or sklearn per pair")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
-
-
-def _flag_overrides(args: argparse.Namespace) -> dict:
-    mapping = {"layer": "layer", "clusters": "n_clusters", "segments": "segments",
-               "random_experiments": "random_experiments", "discovery_images": "discovery_images",
-               "patch_mode": "patch_mode", "cav_mode": "cav_mode"}
-    out = {}
-    for attr, key in mapping.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            out[key] = list(value) if isinstance(value, (list, tuple)) else value
-    return out
-
-
-def main(args: argparse.Namespace) -> int:
-    from whypop.cli import StageBars, load_cli_config
-    from whypop.config import merge
-
-    store = RunStore(args.run)
-    cfg = load_cli_config(args, store=store)
-    flags_ = _flag_overrides(args)
-    if flags_:
-        cfg = merge(cfg, {"extract": flags_}, origin="command line").validate()
-    with StageBars() as progress:
-        extraction_id = run(cfg, store, progress, genres=args.genres)
-    ex = store.extraction(extraction_id)
-    summary = ex["summary"]
-    n = len(store.concepts(extraction_id))
-    print(f"extraction {extraction_id} complete in {ex['timings']['total']:.1f} s: {n} concepts "
-          f"(`whypop status --run {args.run}`)")
-    for genre, g in summary["genres"].items():
-        line = f"  {genre}: {g['n_concepts']} concepts, {g['n_significant']} significant"
-        if g.get("overlap") is not None:
-            line += f"; top concept overlaps planted signature {g['overlap']:.2f} (chance {g['chance']:.2f})"
-        print(line)
-    for f in summary["artefact"]["flagged"]:
-        print(f"  concept {f['concept_id']} ({f['genre']}) flagged {f['flag']}: {f['black_share']:.0%} black")
-    return 0
-

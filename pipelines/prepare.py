@@ -7,24 +7,41 @@ recorded against their track with a one-line reason and the batch goes on. Work 
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
+from whypop import audio
+from whypop.collection import summarize
 from whypop.config import Config
 from whypop.datasets import Collection, read_fma, read_folders, settle_splits
+from whypop.demo import generate_demo
+from whypop.env import single_threaded
 from whypop.errors import ConfigError, InputError
+from whypop.features import compute_audio_features
 from whypop.processes import exit_with_parent
-from whypop.store import DB_NAME, PlantedRegion, RunStore, Track
+from whypop.progress import Progress, ProgressEvent, null_progress
+from whypop.store import RunStore
+from whypop.tracks import PlantedRegion, Track
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
+
+@dataclass(frozen=True)
+class PrepareCounts:
+    """What one preparation did: ``new``/``failed``/``skipped`` now; ``ok``/``failed_total`` in the run."""
+
+    new: int
+    failed: int
+    skipped: int
+    ok: int
+    failed_total: int
+    collection: dict | None = None  # whypop.collection.CollectionSummary.to_dict() of the prepared tracks
 
 
 @dataclass(frozen=True)
@@ -40,28 +57,13 @@ class PrepareResult:
 
 
 def _init_worker() -> None:
-    """One thread per worker process: the processes are the parallelism. A worker ends with the main process."""
-    import sys
-
+    """One thread per worker process (the processes are the parallelism); a worker ends with the main process."""
     exit_with_parent()
-
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"  # read by torch and BLAS when they are first imported
-    torch = sys.modules.get("torch")
-    if torch is not None:  # imported before the fork: set it now
-        torch.set_num_threads(1)
-    try:  # BLAS libraries numpy loaded before the fork
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - a scikit-learn dependency, normally present
-        pass
+    single_threaded()
 
 
 def prepare_one(track_id: str, path: str, cfg: Config) -> PrepareResult:
     """Decode one file and build its spectrogram and features; errors become a reason."""
-    from whypop import audio
-
     start = time.perf_counter()
     try:
         decoded = audio.decode(path, max_seconds=cfg.audio.duration)
@@ -82,8 +84,6 @@ def prepare_one(track_id: str, path: str, cfg: Config) -> PrepareResult:
 
 def _features(track_id: str, decoded) -> dict | None:
     """The audio descriptors; a failure here costs the features, not the track."""
-    from whypop.features import compute_audio_features
-
     try:
         return compute_audio_features(decoded.samples, decoded.sample_rate)
     except Exception:  # the spectrogram is fine: keep the track, log why features are missing
@@ -93,7 +93,7 @@ def _features(track_id: str, decoded) -> dict | None:
 
 def collect(
     cfg: Config, store: RunStore, audio_dir: str | Path | None, layout: str, metadata: str | Path | None,
-    demo: bool = False, progress: Progress | None = None,
+    demo: bool = False, progress: Progress = null_progress,
 ) -> Collection:
     """Find the tracks of a collection (generating the demo first when asked)."""
     if demo:
@@ -109,10 +109,8 @@ def collect(
     raise InputError(f"unknown layout {layout!r}: allowed are fma, folders")
 
 
-def generate_demo_collection(cfg: Config, store: RunStore, progress: Progress | None = None) -> Collection:
+def generate_demo_collection(cfg: Config, store: RunStore, progress: Progress = null_progress) -> Collection:
     """Write the demo clips under ``<run>/audio`` and register their planted regions."""
-    from whypop.demo import generate_demo
-
     d = cfg.demo
     root = store.root / "audio"
     try:
@@ -143,12 +141,18 @@ def run(
     metadata: str | Path | None = None,
     workers: int | None = None,
     demo: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = null_progress,
     retry_failed: bool = False,
-) -> dict:
-    """Prepare every track of a collection; returns counts {ok, failed, skipped, new}."""
-    _check_same_settings(cfg, store, ("audio", "demo") if demo else ("audio",))
-    collection = collect(cfg, store, audio_dir, layout, metadata, demo=demo)
+) -> PrepareCounts:
+    """Prepare every track of a collection; returns the counts of this pass and of the run, and the
+    collection's summary (``collection``: CollectionSummary.to_dict(), its warnings name fixes)."""
+    if cfg.audio.fmax == "auto" and not demo:  # the mel range follows the sources: read their rates first
+        collection = collect(cfg, store, audio_dir, layout, metadata, progress=progress)
+        cfg = resolve_fmax(cfg, collection)
+        _check_same_settings(cfg, store, ("audio",))
+    else:
+        _check_same_settings(cfg, store, ("audio", "demo") if demo else ("audio",))
+        collection = collect(cfg, store, audio_dir, layout, metadata, demo=demo, progress=progress)
     previous_root = store.audio_root
     if previous_root is not None and previous_root != collection.audio_root:
         raise InputError(
@@ -177,20 +181,40 @@ def run(
     if not retry_failed:
         done_ids |= {t.track_id for t in store.tracks(status="failed")}
     todo = [t for t in collection.tracks if t.track_id not in done_ids]
-    counts = {"new": 0, "failed": 0, "skipped": len(collection.tracks) - len(todo)}
+    new = failed = 0
     total = len(todo)
-    if progress:
-        progress(0, total)
+    progress(ProgressEvent("prepare", "clips", 0, total))
     for i, result in enumerate(_map(todo, collection.audio_root, cfg, workers), 1):
         _record(store, result)
-        counts["new" if result.error is None else "failed"] += 1
-        if progress:
-            progress(i, total)
-    counts["ok"] = len(store.tracks(status="ok"))
-    counts["failed_total"] = len(store.tracks(status="failed"))
-    if counts["ok"] == 0:
+        if result.error is None:
+            new += 1
+        else:
+            failed += 1
+        progress(ProgressEvent("prepare", "clips", i, total))
+    counts = PrepareCounts(new=new, failed=failed, skipped=len(collection.tracks) - len(todo),
+                           ok=len(store.tracks(status="ok")), failed_total=len(store.tracks(status="failed")))
+    if counts.ok == 0:
         raise InputError(f"nothing usable in {collection.audio_root}: every track failed (see `whypop status`)")
-    return counts
+    summary = summarize(store.tracks(status="ok"), cfg.audio, cfg.dataset.split, fixed_split=demo or layout == "fma")
+    store.set_meta("collection", summary.to_dict())
+    for w in summary.warnings:
+        log.info("collection: %s", w)
+    return dataclasses.replace(counts, collection=summary.to_dict())
+
+
+def resolve_fmax(cfg: Config, collection: Collection) -> Config:
+    """``audio.fmax = "auto"`` -> the common Nyquist of the sources (the lowest), in Hz, at most the target's."""
+    import soundfile as sf
+
+    rates = []
+    for t in collection.tracks:
+        try:
+            rates.append(int(sf.info(str(collection.audio_root / t.source)).samplerate))
+        except Exception:  # unreadable: preparation records why
+            continue
+    top = cfg.audio.sample_rate / 2
+    fmax = min([top] + [r / 2 for r in rates])
+    return cfg.replace(audio={"fmax": float(fmax)})
 
 
 def _check_same_settings(cfg: Config, store: RunStore, sections: tuple[str, ...]) -> None:
@@ -238,36 +262,3 @@ def _record(store: RunStore, r: PrepareResult) -> None:
         r.track_id, ok=True, duration=r.duration, sample_rate=r.sample_rate, channels=r.channels,
         spectrogram=rel, features={"audio": r.features} if r.features else None,
     )
-
-
-# -- command line ----------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("audio_dir", nargs="?", metavar="AUDIO_DIR", help="the audio collection")
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory (created if missing)")
-    p.add_argument("--metadata", metavar="META_DIR", help="FMA metadata folder (tracks.csv, echonest.csv)")
-    p.add_argument("--layout", choices=("fma", "folders"), help="collection layout (default: fma when --metadata is given)")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (or a preset name: demo, fma_small)")
-    p.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
-    p.add_argument("--demo", action="store_true", help="generate the demo collection into the run and prepare it")
-    p.add_argument("--retry-failed", action="store_true", help="try tracks that failed before again")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
-
-
-def main(args: argparse.Namespace) -> int:
-    from whypop.cli import load_cli_config, tqdm_progress
-
-    # a re-run without --config keeps the run's own settings (--set still applies)
-    existing = RunStore(args.run) if (Path(args.run) / DB_NAME).is_file() else None
-    cfg = load_cli_config(args, default="demo" if args.demo else None, store=existing)
-    store = existing or RunStore(args.run, create=True)
-    layout = args.layout or ("fma" if args.metadata else "folders")
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers must be at least 1 (got {args.workers})")
-    with tqdm_progress("prepare", unit="clip") as progress:
-        counts = run(cfg, store, args.audio_dir, layout, args.metadata, args.workers, args.demo, progress,
-                     retry_failed=args.retry_failed)
-    print(f"prepared {counts['new']} new, skipped {counts['skipped']} already done, {counts['failed']} failed now; "
-          f"{counts['ok']} usable, {counts['failed_total']} failed in all (`whypop status --run {args.run}`)")
-    return 0

@@ -9,23 +9,21 @@ training from its last finished epoch (see :mod:`whypop.train`).
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import logging
-import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
 
+from whypop import train as T
 from whypop.config import Config
-from whypop.errors import ConfigError, InputError
+from whypop.errors import InputError
+from whypop.model import CHECKPOINT_NAME, load_checkpoint_file, resolve_device, save_checkpoint, state_for_arch
+from whypop.progress import Progress, null_progress
 from whypop.store import RunStore
+from whypop.train import N_VIEWS, Report, SplitData, TrainingData, evaluation_metrics
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
-Report = Callable[[dict], None]
 METRICS_NAME = "metrics.json"
 
 
@@ -36,7 +34,7 @@ def _resolved(cfg: Config, epochs: int, device: str) -> Config:
 def run(
     cfg: Config,
     store: RunStore,
-    progress: Progress | None = None,
+    progress: Progress = null_progress,
     *,
     resume: bool = False,
     epochs: int | None = None,
@@ -45,12 +43,9 @@ def run(
 ) -> dict:
     """Train a classifier on the run's prepared tracks; returns the metrics stored with it.
 
-    ``progress(done, total)`` counts batches (and cache-building images first, when the
-    frozen-part cache is built); ``report(info)`` receives the epoch, loss and accuracy.
+    ``progress`` receives the events of the frozen-part cache (when it is built) and of
+    the batches; ``report(info)`` receives the epoch, loss and accuracy.
     """
-    from whypop import train as T
-    from whypop.model import CHECKPOINT_NAME, resolve_device, save_checkpoint
-
     epochs = cfg.train.epochs if epochs is None else int(epochs)
     if epochs < 1:
         raise InputError(f"epochs must be at least 1 (got {epochs})")
@@ -87,8 +82,6 @@ def _failure(exc: BaseException, trainer) -> str:
 
 
 def _metrics(cfg: Config, data, result, device) -> dict:
-    from whypop.train import N_VIEWS, evaluation_metrics
-
     tc = cfg.train
     notes = []
     if tc.pretrained == "none":
@@ -133,9 +126,6 @@ def import_checkpoint(cfg: Config, store: RunStore, path: str | Path) -> dict:
     (the architecture then comes from ``train.arch``). Refuses another architecture or
     another number of genres with a message naming both.
     """
-    from whypop import train as T
-    from whypop.model import CHECKPOINT_NAME, load_checkpoint_file, resolve_device, save_checkpoint, state_for_arch
-
     path = Path(path)
     payload = load_checkpoint_file(path)
     if "state_dict" in payload and isinstance(payload["state_dict"], dict):
@@ -160,7 +150,7 @@ def import_checkpoint(cfg: Config, store: RunStore, path: str | Path) -> dict:
         start = time.perf_counter()
         validation, test = trainer.evaluate("validation"), trainer.evaluate("test")
         metrics = {
-            **T.evaluation_metrics(genres, validation, test),
+            **evaluation_metrics(genres, validation, test),
             "best_epoch": None,
             "epochs": 0,
             "history": [],
@@ -190,98 +180,6 @@ def import_checkpoint(cfg: Config, store: RunStore, path: str | Path) -> dict:
 
 def _with_empty_training(data):
     """Evaluation-only data: the trainer needs a training split object, not its contents."""
-    from whypop.train import SplitData, TrainingData
-
     splits = dict(data.splits)
     splits.setdefault("training", SplitData("training", (), (), ()))
     return TrainingData(data.genres, data.image_size, splits)
-
-
-# -- command line ----------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run store directory (prepared)")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (or a preset name: demo, fma_small)")
-    p.add_argument("--epochs", type=int, metavar="N", help="epochs (default: train.epochs)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: train.device")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted training from its last finished epoch")
-    p.add_argument("--import", dest="import_file", metavar="FILE",
-                   help="import a checkpoint ({'state_dict', 'arch'} or a bare state dict with --set train.arch=...) instead of training")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a setting")
-
-
-@contextlib.contextmanager
-def epoch_bar() -> Iterator[tuple[Progress, Report]]:
-    """A tqdm bar over batches whose postfix shows epoch, loss and accuracy."""
-    from tqdm import tqdm
-
-    bars: list = []  # created on first use, so an early error prints no empty bar
-
-    def get() -> "tqdm":
-        if not bars:
-            bars.append(tqdm(desc="train", unit="batch", file=sys.stderr, dynamic_ncols=True, mininterval=0.5))
-        return bars[0]
-
-    def progress(done: int, total: int) -> None:
-        bar = get()
-        if bar.total != total:
-            bar.reset(total=total)
-        bar.n = done
-        bar.refresh() if done >= total else bar.update(0)
-
-    def report(info: dict) -> None:
-        bar = get()
-        if info.get("stage") == "cache":
-            bar.set_description_str("train: caching frozen layers")
-            return
-        bar.set_description_str("train")
-        parts = {"epoch": f"{info['epoch']}/{info['epochs']}"}
-        if "loss" in info:
-            parts.update(loss=f"{info['loss']:.3f}", acc=f"{info['accuracy']:.3f}")
-        if "val_accuracy" in info:
-            parts["val_acc"] = f"{info['val_accuracy']:.3f}"
-        bar.set_postfix(parts, refresh=False)
-
-    try:
-        yield progress, report
-    finally:
-        if bars:
-            bars[0].close()
-
-
-def main(args: argparse.Namespace) -> int:
-    import os
-
-    if "torch" not in sys.modules:
-        # Idle OpenMP threads sleep instead of spinning: on a shared 2-core CPU, spinning
-        # threads collapse training throughput 2-5x as soon as another process competes.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from whypop.cli import load_cli_config
-
-    store = RunStore(args.run)
-    cfg = load_cli_config(args, store=store)
-    if args.import_file:
-        if args.resume or args.epochs is not None:
-            raise ConfigError("--import evaluates a finished checkpoint: --resume and --epochs do not apply")
-        if args.device:
-            cfg = cfg.replace(train={"device": args.device})
-        metrics = import_checkpoint(cfg, store, args.import_file)
-    else:
-        try:
-            with epoch_bar() as (progress, report):
-                metrics = run(cfg, store, progress, resume=args.resume, epochs=args.epochs, device=args.device,
-                              report=report)
-        except KeyboardInterrupt:
-            print(f"whypop train: finished epochs are saved; `whypop train --run {args.run} --resume` continues "
-                  f"after the last one (the previous model stays current)", file=sys.stderr)
-            raise
-    model = store.current_model()
-    acc = metrics["accuracy"]
-    print(f"model {model['model_id']} ({model['arch']}, {model['origin']}): validation accuracy "
-          f"{acc['validation']:.1%}, test accuracy {acc['test']:.1%}"
-          + (f", best epoch {metrics['best_epoch']}" if metrics.get("best_epoch") else ""))
-    for note in metrics["notes"]:
-        print(f"  {note}")
-    print(f"  saved in {model['path']} (`whypop status --run {args.run}`)")
-    return 0

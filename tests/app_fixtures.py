@@ -18,7 +18,7 @@ import pytest
 from whypop.audio import encode_png
 from whypop.config import Config, load_config
 from whypop.features import AUDIO_FEATURES, ECHONEST_FEATURES
-from whypop.results import save_arrays, save_masks
+from whypop.extraction_files import save_arrays, save_masks
 from whypop.store import RunStore, Track
 
 GENRES = ("Bells", "Kick", "Voice")

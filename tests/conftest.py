@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from whypop.env import setup_environment
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 AUDIO = FIXTURES / "audio"
 IN_CI = os.environ.get("CI", "").lower() == "true"
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no spinning threads
+setup_environment()  # before torch loads: no spinning threads
 
 
 def need_tool(name: str, why: str) -> str:

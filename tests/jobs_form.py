@@ -74,14 +74,14 @@ def store_state(run: Path) -> StoreState:
 
 
 def active_jobs(run: Path) -> list[dict]:
-    from whypop import jobs
+    from whypop.app import jobs
 
     return [j for j in store_state(run).jobs if j["status"] in jobs.ACTIVE]
 
 
 def settle(run: Path, deadline: float = 120.0) -> None:
     """Test isolation: cancel whatever job a failed test left running and wait for it to end."""
-    from whypop import jobs
+    from whypop.app import jobs
     from whypop.store import RunStore
 
     end = time.monotonic() + deadline

@@ -10,7 +10,11 @@ figure is reported, not required.
 
 from __future__ import annotations
 
+import pytest
+
 from whypop.store import RunStore
+
+pytestmark = pytest.mark.slow  # reads a whole demo run (built by the stages unless WHYPOP_TEST_DEMO_RUN is set)
 
 
 def _summary(demo_run):
@@ -40,7 +44,7 @@ def test_the_planted_artefact_is_flagged_and_nothing_else(demo_run):
 
 
 def test_status_reports_overlap_and_chance(demo_run):
-    from pipelines.status import format_status
+    from whypop.commands.status import format_status
 
     text = format_status(RunStore(demo_run).status())
     assert text.count("top concept overlaps planted signature") == 4

@@ -31,7 +31,7 @@ def _config(**extract):
 
 
 def _spectrogram(genre: str, index: int, cfg) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    from whypop.audio import box_to_pixels
+    from whypop.geometry import box_to_pixels
 
     rng = np.random.default_rng([GENRES.index(genre), index])
     img = np.clip(rng.normal(110, 15, (SIZE, SIZE)), 0, 255)
@@ -84,8 +84,8 @@ def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ace") / "run"
     store = _build_run(root)
     stages = []
-    pipelines.extract.run(_config(), store, lambda stage, done, total: stages.append(stage))
-    (root / "stages.json").write_text(json.dumps(sorted(set(stages))))
+    pipelines.extract.run(_config(), store, lambda e: stages.append((e.stage, e.step, e.genre)))
+    (root / "stages.json").write_text(json.dumps(sorted(set(stages), key=str)))
     store.close()
     return root
 
@@ -98,7 +98,7 @@ def _visible(store: RunStore) -> tuple[int, list[str]]:
 
 
 def test_extraction_follows_the_file_contract(tiny_run):
-    from whypop.results import load_arrays, load_mask
+    from whypop.extraction_files import load_arrays, load_mask
 
     store = RunStore(tiny_run)
     ex = store.extraction()
@@ -146,7 +146,26 @@ def test_extraction_follows_the_file_contract(tiny_run):
     assert ex["code_version"].startswith(__import__("whypop").__version__)
     assert ex["params"]["extract"]["layer"] == "layer2.1"
     stages = json.loads((tiny_run / "stages.json").read_text())
-    assert "random sets: activations" in stages and "Alpha: CAVs" in stages and "summary" in stages
+    stages = [tuple(s) for s in stages]
+    assert ("extract", "random activations", None) in stages and ("extract", "CAVs", "Alpha") in stages
+    assert ("extract", "summary", None) in stages
+
+
+def test_a_small_run_is_scaled_not_refused(tiny_run, tmp_path):
+    """Asking for more images than the run holds scales the sizes down, with the line saying so."""
+    import pipelines.extract
+
+    shutil.copytree(tiny_run, tmp_path / "run")
+    store = RunStore(tmp_path / "run")
+    eid = pipelines.extract.run(_config(discovery_images=6, score_images=6, random_set_size=10), store,
+                                genres=["Alpha"])
+    summary = store.extraction(eid)["summary"]
+    alpha = summary["genres"]["Alpha"]
+    assert (alpha["discovery_songs"], alpha["score_songs"]) == (3, 3)  # the 6 held-out tracks, halved
+    assert not set(alpha["discovery"]) & set(alpha["score"])
+    assert summary["plan"]["scaled"] and summary["random"]["set_size"] == 9  # 18 training tracks
+    assert "TCAV from 3 songs per genre: scores move in steps of 1/3" in summary["plan"]["line"]
+    assert not any(c["significant"] for c in store.concepts(eid))  # fewer than 8 score songs
 
 
 def test_rerun_hits_the_activation_cache_and_gives_the_same_result(tiny_run):
@@ -168,8 +187,8 @@ def test_rerun_hits_the_activation_cache_and_gives_the_same_result(tiny_run):
     "extract,error,words",
     [
         ({"layer": "layer9.conv"}, ConfigError, "valid layers include"),
-        ({"discovery_images": 6}, InputError, "discovery_images"),
-        ({"random_set_size": 10}, InputError, "random pool"),
+        # too few images is planned (scaled down), not refused; below the floor it is refused
+        ({"random_split": "heldout"}, InputError, "random sets of at least 4"),
     ],
 )
 def test_bad_inputs_write_nothing(tiny_run, extract, error, words):

@@ -201,29 +201,6 @@ def test_low_frequencies_at_the_bottom_high_at_the_top():
     assert _row_profile(high).argmax() < 0.3 * SIZE
 
 
-@pytest.mark.parametrize("hz", [150.0, 700.0, 2500.0, 9000.0])
-def test_box_to_pixels_maps_a_band(hz):
-    sr = 44100
-    x = np.zeros(sr * 30, np.float32)
-    t0, t1 = 10.0, 14.0
-    seg = slice(int(t0 * sr), int(t1 * sr))
-    x[seg] = 0.5 * np.sin(2 * np.pi * hz * np.arange(seg.stop - seg.start) / sr)
-    img = audio.spectrogram_from_samples(x, sr, CFG)
-    x0, y0, x1, y1 = audio.box_to_pixels(t0, t1, hz / 1.15, hz * 1.15, CFG)
-    assert 0 <= x0 < x1 <= SIZE and 0 <= y0 < y1 <= SIZE
-    rows = _row_profile(img)
-    band = SIZE / CFG.n_mels  # pixels per mel band: a tone lights the one or two bands around it
-    assert y0 - band <= rows.argmax() < y1 + band, "the tone's brightest row lies in the box's rows"
-    assert (y1 - y0) < 0.25 * SIZE
-    cols = np.flatnonzero(img.max(axis=0) > 128)
-    assert x0 - 1 <= cols.min() and cols.max() <= x1, "the tone's columns lie in the box's columns"
-    assert audio.pixel_to_seconds(x0, CFG) == pytest.approx(t0, abs=CFG.duration / SIZE)
-
-
-def test_box_to_pixels_covers_the_whole_range():
-    assert audio.box_to_pixels(0, CFG.duration, 0, CFG.sample_rate / 2, CFG) == (0, 0, SIZE, SIZE)
-
-
 # -- the numbers ----------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ import pytest
 from app_fixtures import make_fake_run
 from servers import ThreadServer, _wait_http, chromium, start_gunicorn, stop_process  # noqa: F401 (chromium: fixture)
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TIMEOUT_MS = 20_000
 
@@ -297,4 +297,58 @@ def test_first_page_load_stays_under_budget(dashboard_run, chromium):
         assert 100_000 < total < 1_500_000, total
     finally:
         context.close()
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_concept_example_plays_and_the_song_player_solos_the_concept(dashboard_run, target, page):
+    """Panel 3: a play button plays its example, "play all" moves the highlight on; panel 5: solo keeps the time."""
+    from whypop.app import create_app
+
+    server = ThreadServer(create_app(dashboard_run).server)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(TIMEOUT_MS)
+    ex_audio, song = "audio.whypop-example-audio", target.songs[0]
+    try:
+        page.goto(f"{server.url}/?extraction={target.extraction}&concept={target.concept}&song={song}", wait_until="load")
+        n = min(10, target.examples)
+        page.wait_for_function(f"() => document.querySelectorAll('.whypop-gallery .whypop-play').length === {n}")
+
+        # one example: its solo clip plays, and its tile is highlighted
+        page.locator(".whypop-gallery .whypop-play").first.click()
+        page.wait_for_function(f"() => document.querySelector({json.dumps(ex_audio)}).currentTime > 0.3")
+        src = page.evaluate(f"() => document.querySelector({json.dumps(ex_audio)}).src")
+        assert src.endswith(f"/listen/{target.extraction}/{target.concept}/0/solo.wav"), src
+        playing = "() => Array.from(document.querySelectorAll('.whypop-gallery .whypop-example'))" \
+                  ".findIndex(e => e.classList.contains('whypop-playing'))"
+        assert page.evaluate(playing) == 0
+
+        # play all: the first, then the second, highlighted in turn; pressing again stops
+        page.locator(".whypop-play-all").click()
+        if n > 1:
+            page.wait_for_function(f"() => ({playing})() === 1 && document.querySelector({json.dumps(ex_audio)}).currentTime > 0.1")
+            assert page.evaluate(f"() => document.querySelector({json.dumps(ex_audio)}).src").endswith("/1/solo.wav")
+        page.locator(".whypop-play-all").click()
+        page.wait_for_function(f"() => ({playing})() === -1 && document.querySelector({json.dumps(ex_audio)}).paused")
+
+        # panel 5: play the song, pause, solo the selected concept: the position and the playhead stay
+        page.wait_for_function(f"() => document.querySelector({json.dumps(AUDIO)}).src.endsWith('/audio/{song}')")
+        page.locator(P5).scroll_into_view_if_needed()
+        page.evaluate(f"() => document.querySelector({json.dumps(AUDIO)}).play()")
+        page.wait_for_function(f"() => document.querySelector({json.dumps(AUDIO)}).currentTime > 1.0")
+        page.evaluate(f"() => document.querySelector({json.dumps(AUDIO)}).pause()")
+        before = page.evaluate(f"() => document.querySelector({json.dumps(AUDIO)}).currentTime")
+        page.get_by_label("solo the selected concept").check()
+        page.wait_for_function(
+            f"() => {{ const a = document.querySelector({json.dumps(AUDIO)}); return a.src.endsWith("
+            f"'/listen/{target.extraction}/{target.concept}/song/{song}/solo.wav') && a.readyState > 0 && "
+            f"Math.abs(a.currentTime - {before}) < 0.05; }}")
+        page.evaluate(f"() => document.querySelector({json.dumps(AUDIO)}).play()")
+        page.wait_for_function(f"() => document.querySelector({json.dumps(AUDIO)}).currentTime > {before} + 0.3")
+        t, x = page.evaluate(f"() => [document.querySelector({json.dumps(AUDIO)}).currentTime, "
+                             f"document.querySelector({json.dumps(P5)}).layout.shapes[0].x0]")
+        assert abs(t - x) < 0.25, (t, x)
+        assert not errors, errors
+    finally:
         server.stop()

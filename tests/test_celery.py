@@ -27,7 +27,7 @@ from jobs_form import (completed_id, copy_run, fill_form, follow, job, open_dash
 from servers import REPO, _free_port, _wait_http, chromium, start_gunicorn, stop_process_tree  # noqa: F401
 from servers import wait_for_children
 
-pytestmark = [pytest.mark.redis, pytest.mark.browser]
+pytestmark = [pytest.mark.redis, pytest.mark.browser, pytest.mark.slow]
 
 PREFIX = "/"
 

@@ -14,7 +14,8 @@ import pytest
 from whypop.cli import COMMANDS, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
-STATUS_KEYS = {"tracks", "model", "extractions", "jobs", "features", "planted_regions", "run", "schema_version", "audio_root"}
+STATUS_KEYS = {"tracks", "model", "extractions", "jobs", "features", "planted_regions", "run", "schema_version", "audio_root",
+               "faithfulness", "stability", "collection"}
 
 
 def run_cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
@@ -87,6 +88,7 @@ def test_status_json_keys_are_the_documented_ones(tmp_path):
     assert set(st) == STATUS_KEYS
     assert st["schema_version"] == SCHEMA_VERSION and st["run"] == str((tmp_path / "run").resolve())
     assert st["model"] is None and st["extractions"] == [] and st["jobs"] == [] and st["audio_root"] is None
+    assert st["faithfulness"] is None and st["stability"] is None
     assert {"total", "ok", "failed", "pending", "per_genre", "failures"} <= set(st["tracks"])
 
 

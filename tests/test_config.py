@@ -174,3 +174,37 @@ def test_round_trip_through_the_stored_form():
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().train.epochs = 3  # type: ignore[misc]
+
+
+def test_resolve_config_precedence_preset_stored_file_env_set(tmp_path, monkeypatch):
+    """defaults/preset < stored run config < --config FILE < WHYPOP_CONFIG < --set < command flags."""
+    from whypop.config import resolve_config
+
+    monkeypatch.delenv("WHYPOP_CONFIG", raising=False)
+    assert resolve_config(preset="demo") == load_config("demo", env=False)
+    stored = load_config("demo", overrides={"train.epochs": 3, "train.lr": 0.5}, env=False).to_dict()
+    assert resolve_config(preset="default", stored=stored).train.epochs == 3  # a stored run ignores the preset
+    f = tmp_path / "c.toml"
+    f.write_text("[train]\nepochs = 4\nseed = 9\n")
+    cfg = resolve_config(stored=stored, file=f)
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.seed) == (4, 0.5, 9)
+    monkeypatch.setenv("WHYPOP_CONFIG", "train.epochs=5,train.seed=8")
+    cfg = resolve_config(stored=stored, file=f, overrides=["train.epochs=6"])
+    assert (cfg.train.epochs, cfg.train.seed, cfg.train.lr) == (6, 8, 0.5)
+    cfg = resolve_config(stored=stored, overrides=["extract.layer=a"], sections={"extract": {"layer": "b"}})
+    assert cfg.extract.layer == "b" and cfg.train.epochs == 5
+
+
+def test_allowed_values_are_declared_once():
+    """The enums feed validation, the command line and the ACE functions alike."""
+    from whypop.ace import cav, patches, stats
+    from whypop.cli import build_parser
+    from whypop.config import CavMode, Correction, PatchMode, choices
+
+    assert cav.MODES == choices(CavMode) and "logistic" in cav.MODES
+    assert patches.MODES == choices(PatchMode) and stats.CORRECTIONS == choices(Correction)
+    assert load_config(overrides={"extract.cav_mode": "logistic"}, env=False).extract.cav_mode == "logistic"
+    args = build_parser().parse_args(["extract", "--run", "r", "--cav-mode", "logistic"])
+    assert args.cav_mode == "logistic"
+    with pytest.raises(ConfigError, match="allowed are fast, exact, logistic"):
+        load_config(overrides={"extract.cav_mode": "magic"}, env=False)

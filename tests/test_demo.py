@@ -46,7 +46,7 @@ def demo(tmp_path_factory) -> tuple[Path, list[DemoClip], list[tuple[int, int]]]
     calls: list[tuple[int, int]] = []
     clips = generate_demo(
         out, genres=GENRES, clips_per_genre=CLIPS, clip_seconds=SECONDS, sample_rate=SR, seed=3,
-        artefact_genre=ARTEFACT_GENRE, artefact_share=SHARE, progress=lambda d, t: calls.append((d, t)),
+        artefact_genre=ARTEFACT_GENRE, artefact_share=SHARE, progress=lambda e: calls.append((e.done, e.total)),
     )
     return out, clips, calls
 

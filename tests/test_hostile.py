@@ -99,11 +99,17 @@ def baseline(dep: dict):
     """A plausible value for an input, so one hostile value at a time meets otherwise sane state."""
     prop = dep["property"]
     part = json.loads(dep["id"]).get("part") if dep["id"].startswith("{") else dep["id"]
+    if prop == "n_clicks":
+        return 1
+    if prop == "search_value":  # the song picker's server-side search
+        return "bells"
     return {
         # the job form: two invalid fields, so no single fuzzed value can start a real extraction
-        "segments": "", "cav_mode": "bogus", "n_clicks": 1, "page": "p",
+        "segments": "", "cav_mode": "bogus", "page": "p",
         "search": "?extraction=1", "source": "audio", "only": True, "extraction": 1, "concept": 0, "song": "bells_00",
-    }.get(part if prop != "n_clicks" else "n_clicks")
+        "listen": "solo", "upload": {"id": "0" * 64, "name": "a.wav"},
+        "request": {"kind": "track", "id": "bells_00", "extraction": 1, "listen": "solo", "concept": 0},
+    }.get(part)
 
 
 def call(url: str, key: str, spec: dict, values: list, trigger: int) -> requests.Response:
@@ -133,7 +139,11 @@ def test_callback_fuzzing_gives_no_500(hostile_run, server):
     """Every input of every server-side callback, one hostile value at a time: 0 responses >= 500."""
     url, _, log = server
     callbacks = server_callbacks(hostile_run)
-    assert len(callbacks) >= 9, [k for k, _ in callbacks]
+    assert len(callbacks) >= 12, [k for k, _ in callbacks]
+    inputs = {(d["id"], d["property"]) for _, spec in callbacks for d in spec["inputs"]}
+    # the per-song explanation, uploads, the picker's search and the listen switch are fuzzed too
+    for part, prop in (("request", "data"), ("upload", "data"), ("picker", "search_value"), ("listen", "value")):
+        assert any(f'"part":"{part}"' in i and p == prop for i, p in inputs), (part, prop)
     calls, bad = 0, []
     for key, spec in callbacks:
         deps = list(spec["inputs"]) + list(spec["state"])
@@ -290,7 +300,7 @@ def test_figures_escape_names_in_ticks_legend_and_hover():
 
 
 def test_status_shows_control_characters_instead_of_obeying_them():
-    from pipelines.status import format_status
+    from whypop.commands.status import format_status
 
     from whypop.text import visible
 
@@ -326,7 +336,7 @@ def _cfg():
 def test_adding_songs_moves_no_prepared_track(tmp_path):
     """Prepare a folder collection, add songs to every genre, prepare again: 0 prepared tracks move."""
     from pipelines import prepare
-    from pipelines.status import main as status_main  # noqa: F401 (the command exists)
+    from whypop.commands.status import main as status_main  # noqa: F401 (the command exists)
 
     from whypop.datasets import hashed_split
     from whypop.store import RunStore
@@ -364,7 +374,7 @@ def test_split_drift_is_reported():
 REPO = Path(__file__).resolve().parents[1]
 
 
-def whypop_cli(*args, timeout: float = 120) -> "subprocess.CompletedProcess":
+def whypop_cli(*args, timeout: float = 120) -> "subprocess.CompletedProcess":  # noqa: F821
     import os
     import subprocess
     import sys
@@ -602,15 +612,22 @@ def test_the_request_cap_is_per_route_and_configurable(hostile_run, monkeypatch)
     from whypop.app import create_app
 
     monkeypatch.setenv("WHYPOP_CONFIG", "serve.max_request_bytes=20000")
-    app = create_app(hostile_run)
+    monkeypatch.setenv("WHYPOP_ALLOW_UPLOAD", "1")
+    app = create_app(hostile_run, read_only=True)
 
-    @app.server.route("/upload", methods=["POST"])
-    def upload():  # a route with its own, larger limit (as an upload route sets it)
+    @app.server.route("/own-limit", methods=["POST"])
+    def own_limit():  # a route with its own, larger limit (as the upload route sets it)
         flask.request.max_content_length = 200_000
         return str(len(flask.request.get_data()))
 
     client = app.server.test_client()
     body = {"output": "x", "outputs": {}, "inputs": [], "changedPropIds": [], "pad": "x" * 30_000}
     assert client.post("/_dash-update-component", json=body).status_code == 413
-    assert client.post("/upload", data=b"x" * 100_000).data == b"100000"
-    assert client.post("/upload", data=b"x" * 300_000).status_code == 413
+    assert client.post("/own-limit", data=b"x" * 100_000).data == b"100000"
+    assert client.post("/own-limit", data=b"x" * 300_000).status_code == 413
+    # the song upload route raises the cap to serve.upload_max_mb (its own), not above
+    limit = int(app.whypop_data.config.serve.upload_max_mb * 2**20)
+    junk = client.post("/upload", data=b"x" * 100_000, headers={"X-Filename": "junk.wav"})
+    assert junk.status_code == 400 and "not a recognised audio file" in junk.get_json()["error"], junk.data
+    assert client.post("/upload", data=b"x" * (limit + 2**17), headers={"X-Filename": "big.wav"}).status_code == 413
+    assert not list((hostile_run / "uploads").glob("*/audio.*"))  # nothing refused was kept

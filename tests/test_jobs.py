@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from whypop import jobs
+from whypop.app import jobs
 from whypop.errors import Cancelled, ConfigError
+from whypop.progress import ProgressEvent
 from whypop.store import RunStore
 
 
@@ -32,7 +33,7 @@ def fake_extract(hold: float = 0.0, fail: bool = False):
         while True:
             step += 1
             if progress:
-                progress("clustering", min(step, 10), 10)
+                progress(ProgressEvent("extract", "clustering", min(step, 10), 10))
             if cancel and cancel():
                 store.fail_extraction(eid, "cancelled", status="cancelled")
                 raise Cancelled("cancelled")
@@ -61,11 +62,12 @@ def test_job_runs_and_records(store, monkeypatch):
     monkeypatch.setattr(pipelines.extract, "run", fake_extract())
     claim = jobs.claim(store, "extract", {}, "me")
     seen = []
-    eid = jobs.run_extraction_job(store, claim.job_id, report=lambda s, f: seen.append((s, f)))
+    eid = jobs.run_extraction_job(store, claim.job_id, report=seen.append)
     job = jobs.get(store, claim.job_id)
     assert job["status"] == "complete" and job["extraction_id"] == eid
     assert store.extraction()["extraction_id"] == eid
-    assert seen and seen[-1][0] == "clustering"
+    assert seen and seen[-1].step == "clustering" and seen[-1].text == "clustering 1/10"
+    assert (job["stage"], job["step"], job["progress"]) == ("done", None, 1.0)
     # a finished job no longer blocks a new one
     assert jobs.claim(store, "extract", {}, "me").created
 
@@ -139,22 +141,23 @@ def test_sigkill_mid_job_is_reaped(store, monkeypatch):
 
 def test_overall_fraction_runs_once_from_0_to_1():
     genres = ["Hats", "Kick"]
-    stages = [("random sets: loading", 60), ("random sets: patches", 60), ("random sets: activations", 60)]
+    steps = [("random loading", None, 60), ("random patches", None, 60), ("random activations", None, 60)]
     for g in genres:
-        stages += [(f"{g}: loading", 12), (f"{g}: segments", 12), (f"{g}: activations", 430),
-                   (f"{g}: gradients", 8), (f"{g}: CAVs", 900)]
-    stages += [("summary", 1)]
-    seen = [jobs.overall_fraction(stage, done, total, genres)
-            for stage, total in stages for done in range(0, total + 1, max(1, total // 7))]
+        steps += [("loading", g, 12), ("segments", g, 12), ("activations", g, 430), ("gradients", g, 8), ("CAVs", g, 900)]
+    steps += [("summary", None, 1)]
+    seen = [jobs.overall_fraction(ProgressEvent("extract", step, done, total, genre), genres)
+            for step, genre, total in steps for done in range(0, total + 1, max(1, total // 7))]
     assert seen[0] == 0.0 and seen[-1] == 1.0
     assert seen == sorted(seen)  # one bar from 0 to 100%, never starting over
-    assert jobs.overall_fraction("clustering", 1, 2, genres) is None  # unknown step: the bar stays
-    assert jobs.overall_fraction("Kick: CAVs", 900, 900, genres) == 3 / 4
+    assert jobs.overall_fraction(ProgressEvent("extract", "clustering", 1, 2), genres) is None  # unknown step
+    assert jobs.overall_fraction(ProgressEvent("extract", "CAVs", 900, 900, "Kick"), genres) == 3 / 4
+    assert jobs.overall_fraction(ProgressEvent("extract", "CAVs", 900, 900, "Polka"), genres) is None
 
 
 SMALL_JOB = {"genres": ["Hats"], "discovery_images": 4, "random_experiments": 4, "n_clusters": 8, "segments": [10, 15]}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_real_extraction_keeps_the_store_consistent(demo_run, tmp_path):
     """A real extraction (the stage code of `whypop extract`) killed with SIGKILL mid-way."""
     import subprocess
@@ -168,7 +171,7 @@ def test_sigkill_mid_real_extraction_keeps_the_store_consistent(demo_run, tmp_pa
     before = [e["extraction_id"] for e in store.extractions()]
     claim = jobs.claim(store, "extract", {**SMALL_JOB, "genres": [], "random_experiments": 40}, "test")
     child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from whypop import jobs; from whypop.store import RunStore; "
+        [sys.executable, "-c", "import sys; from whypop.app import jobs; from whypop.store import RunStore; "
          "jobs.run_extraction_job(RunStore(sys.argv[1]), sys.argv[2])", str(root), claim.job_id],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
@@ -176,11 +179,12 @@ def test_sigkill_mid_real_extraction_keeps_the_store_consistent(demo_run, tmp_pa
         deadline = time.time() + 240
         while time.time() < deadline and child.poll() is None:
             job = jobs.get(store, claim.job_id)
-            if ": activations" in (job.get("stage") or "") and list((root / "extractions").glob("*.partial")):
+            if job["step"] == "activations" and job["genre"] and list((root / "extractions").glob("*.partial")):
                 break
             time.sleep(0.1)
         assert child.poll() is None, child.stderr.read()
-        assert ": activations" in jobs.get(store, claim.job_id)["stage"], "the job never reached a genre's activations"
+        job = jobs.get(store, claim.job_id)
+        assert job["step"] == "activations" and job["genre"], "the job never reached a genre's activations"
         os.kill(child.pid, signal.SIGKILL)
         child.wait(30)
     finally:
@@ -198,3 +202,15 @@ def test_sigkill_mid_real_extraction_keeps_the_store_consistent(demo_run, tmp_pa
     eid = jobs.run_extraction_job(store, nxt.job_id)
     assert jobs.get(store, nxt.job_id)["status"] == "complete"
     assert store.extraction()["extraction_id"] == eid and eid not in before
+
+
+def test_job_parameters_follow_the_one_precedence(store, monkeypatch):
+    """The job path resolves its configuration like the command line: stored < WHYPOP_CONFIG < job."""
+    from whypop.config import load_config
+
+    store.set_meta("config", load_config("demo", overrides={"extract.n_clusters": 7}, env=False).to_dict())
+    monkeypatch.setenv("WHYPOP_CONFIG", "extract.random_experiments=11,extract.n_clusters=9")
+    cfg, genres = jobs.validate_params(store, {"discovery_images": 5})
+    assert (cfg.extract.n_clusters, cfg.extract.random_experiments, cfg.extract.discovery_images) == (9, 11, 5)
+    cfg, _ = jobs.validate_params(store, {"n_clusters": 4})
+    assert cfg.extract.n_clusters == 4 and genres is None

@@ -29,7 +29,7 @@ from jobs_form import (JS_P1_CONCEPTS, completed_id, concept_ids, copy_run, fill
                        viewed_concepts, wait_idle, watch_errors)
 from servers import _wait_http, chromium, start_gunicorn, stop_process_tree, wait_for_children  # noqa: F401
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PREFIX = "/lab/whypop/"
 

@@ -88,6 +88,7 @@ def folder_run(tmp_path_factory, audio_fixtures):
                      "rock/silence.wav", "noise/six.wav"}}
 
 
+@pytest.mark.slow  # `whypop prepare` on a real collection
 def test_folder_layout_good_clips_give_pngs(folder_run):
     st = status(folder_run["run"])
     assert st["audio_root"] == str(folder_run["collection"].resolve())
@@ -105,6 +106,7 @@ def test_folder_layout_good_clips_give_pngs(folder_run):
     store.close()
 
 
+@pytest.mark.slow  # `whypop prepare` on a real collection
 def test_folder_layout_bad_files_recorded_with_reasons(folder_run):
     st = status(folder_run["run"])
     failures = {f["source"]: f for f in st["tracks"]["failures"]}
@@ -118,6 +120,7 @@ def test_folder_layout_bad_files_recorded_with_reasons(folder_run):
     assert "failed" in text and "empty file" in text and "genre folder 'empty'" in text
 
 
+@pytest.mark.slow  # `whypop prepare` on a real collection
 def test_folder_layout_second_run_does_no_work(folder_run):
     from whypop.store import RunStore
 
@@ -133,6 +136,7 @@ def test_folder_layout_second_run_does_no_work(folder_run):
     store.close()
 
 
+@pytest.mark.slow  # `whypop prepare` on a real collection
 def test_changed_audio_settings_on_the_same_run_are_refused(folder_run):
     proc = whypop("prepare", folder_run["collection"], "--run", folder_run["run"],
                   "--set", "audio.image_size=128", check=False)
@@ -196,6 +200,7 @@ def test_fma_header_is_what_pandas_reads_as_two_levels(tmp_path, audio_fixtures)
     assert ("track", "genre_top") in df.columns and ("set", "split") in df.columns
 
 
+@pytest.mark.slow  # `whypop prepare` with audio features
 def test_fma_layout_with_features(tmp_path, audio_fixtures):
     """The one preparation with audio features on (whypop.features.compute_audio_features)."""
     audio_dir, meta = _fma(tmp_path, audio_fixtures, FMA_HEADER + FMA_ROWS)
@@ -255,6 +260,7 @@ def test_fma_without_metadata_folder_is_a_clear_error(tmp_path, audio_fixtures):
 # -- the demo collection -----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # generates and prepares a demo collection
 @pytest.mark.skipif(importlib.util.find_spec("whypop.demo") is None, reason="whypop/demo.py (the generator) not written yet")
 def test_demo_collection_prepares(tmp_path):
     run = tmp_path / "demo"

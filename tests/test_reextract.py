@@ -71,3 +71,12 @@ def test_read_only_hides_the_form_and_refuses_jobs(fake_run, monkeypatch):  # no
     body = callback_payload(start, {})
     r = client.post(prefix + "_dash-update-component", json=body)
     assert r.status_code >= 400
+
+
+def test_the_form_offers_every_cav_mode():
+    from whypop.config import CavMode, choices
+
+    assert reextract.CAV_MODES == choices(CavMode)
+    values = list(GOOD)
+    values[6] = "logistic"
+    assert reextract.parse_form(*values)["cav_mode"] == "logistic"

@@ -9,10 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Sleeping (not spinning) OpenMP threads: on a shared 2-core machine spinning threads make
-# these tests several times slower. Effective when this module is the first to import torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np
 import pytest
 import torch
@@ -20,10 +16,11 @@ import torchvision
 from PIL import Image
 
 import pipelines.train as train_stage
+from pipelines.common import load_current
 from whypop import train as T
 from whypop.config import Config
 from whypop.errors import ConfigError, InputError
-from whypop.model import CHECKPOINT_NAME, load_checkpoint_file, load_current
+from whypop.model import CHECKPOINT_NAME, load_checkpoint_file
 from whypop.store import RunStore, Track
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,6 +115,7 @@ def test_an_interrupted_training_leaves_the_previous_model_current(store, monkey
     assert not list((store.root / "model").glob("*.partial"))
 
 
+@pytest.mark.slow  # whole trainings through the command / twice over
 def test_resume_continues_after_the_last_finished_epoch_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     cfg = tiny_cfg(epochs=2, lr_schedule="cosine")
     straight = make_run(tmp_path / "a")
@@ -277,6 +275,7 @@ def test_bad_input_is_refused_clearly(tmp_path):
     assert fine.models() == [], "refused before a model row is created"
 
 
+@pytest.mark.slow  # whole trainings through the command / twice over
 def test_the_cli_trains_a_tiny_run_and_status_shows_it(store, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "WHYPOP_CONFIG"}
     sets = ["train.arch=\"resnet18\"", "train.pretrained=\"none\"", "train.trainable=\"all\"", "train.lr=1e-3"]

@@ -26,6 +26,7 @@ import numpy as np
 
 from whypop.config import AudioConfig
 from whypop.errors import InputError
+from whypop.geometry import fmax_hz
 
 if TYPE_CHECKING:
     import torch
@@ -108,6 +109,13 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(samples, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
 
+def repeat_to(samples: np.ndarray, n: int) -> np.ndarray:
+    """Loop a clip shorter than ``n`` samples until it fills them (``audio.pad = "repeat"``)."""
+    if samples.shape[0] >= n or samples.shape[0] == 0:
+        return samples
+    return np.resize(np.asarray(samples, dtype=np.float32), n)
+
+
 def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
     """Pad with silence or keep the first ``n`` samples."""
     if samples.shape[0] >= n:
@@ -118,12 +126,18 @@ def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney mel filterbank (torchaudio's), as a dense (bins, n_mels) matrix."""
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float | None = None) -> np.ndarray:
+    """Slaney mel filterbank (torchaudio's) from 0 Hz to ``fmax`` (default Nyquist), dense (bins, n_mels)."""
     import torchaudio.functional as AF
 
-    fb = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
+    top = sample_rate / 2 if fmax is None else float(fmax)
+    fb = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, top, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
     return np.ascontiguousarray(fb.numpy(), dtype=np.float32)
+
+
+def _filters(cfg: AudioConfig) -> np.ndarray:
+    top = fmax_hz(cfg)
+    return _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels, None if top >= cfg.sample_rate / 2 else top)
 
 
 # -- the STFT and mel core ----------------------------------------------------------------
@@ -214,7 +228,7 @@ def _native_factor(sr: int, cfg: AudioConfig) -> int:
 
 @functools.lru_cache(maxsize=16)
 def _grid(sr: int, cfg: AudioConfig) -> _Grid:
-    fb = _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels)
+    fb = _filters(cfg)
     k = _native_factor(sr, cfg)
     if k == 1:
         return _Grid(cfg.sample_rate, cfg.n_fft, cfg.hop_length, _Bands.of(fb), cfg.n_mels)
@@ -555,9 +569,12 @@ def spectrogram_from_samples(samples: np.ndarray, sr: int, cfg: AudioConfig) -> 
     """Mono samples at any rate -> the uint8 spectrogram image.
 
     Resample to cfg.sample_rate (or stay native, see the note above), keep the first
-    cfg.duration seconds or pad with silence, mel power, dB, resize.
+    cfg.duration seconds or pad (with silence, or with ``audio.pad = "repeat"`` by
+    looping the clip), mel power, dB, resize.
     """
     grid = _grid(int(sr), cfg)
+    if cfg.pad == "repeat":
+        samples = repeat_to(samples, int(math.ceil(cfg.duration * sr)))
     if grid.rate != sr:
         samples = resample(samples, sr, grid.rate)
     n_target = int(round(cfg.duration * cfg.sample_rate))
@@ -586,40 +603,6 @@ def encode_png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image, mode="L").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
-
-
-# -- coordinates: seconds and Hz <-> image pixels -----------------------------------------
-
-
-def hz_to_mel(hz: float | np.ndarray) -> float | np.ndarray:
-    """Slaney mel scale (as librosa and torchaudio's mel_scale='slaney')."""
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    mel = hz / f_sp
-    return np.where(hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-9) / min_log_hz) / logstep, mel)
-
-
-def box_to_pixels(t0: float, t1: float, f0: float, f1: float, cfg: AudioConfig) -> tuple[int, int, int, int]:
-    """A time-frequency box (seconds, Hz) -> pixel box (x0, y0, x1, y1), y0 at the top row.
-
-    Time maps linearly over the kept duration; frequency through the mel scale up to
-    the Nyquist frequency, with low frequencies at the bottom of the image.
-    """
-    size = cfg.image_size
-    top = float(hz_to_mel(cfg.sample_rate / 2))
-    x0 = int(np.floor(np.clip(t0 / cfg.duration, 0, 1) * size))
-    x1 = int(np.ceil(np.clip(t1 / cfg.duration, 0, 1) * size))
-    m0 = float(hz_to_mel(max(f0, 0.0))) / top
-    m1 = float(hz_to_mel(min(f1, cfg.sample_rate / 2))) / top
-    y0 = int(np.floor((1 - min(m1, 1.0)) * size))
-    y1 = int(np.ceil((1 - max(m0, 0.0)) * size))
-    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
-
-
-def pixel_to_seconds(x: float, cfg: AudioConfig) -> float:
-    """Image column -> seconds from the clip start."""
-    return float(x) / cfg.image_size * cfg.duration
 
 
 def _short(exc: BaseException) -> str:

@@ -1,33 +1,38 @@
-"""The ``whypop`` command: one subcommand per stage, each living in ``pipelines/``.
+"""The ``whypop`` command: one subcommand per module of :mod:`whypop.commands`.
 
-Heavy libraries (torch, dash) are imported only by the subcommand that needs them, so
+The entry point on top of the stages (``pipelines/``): it parses arguments, resolves the
+configuration, renders the stages' progress events as tqdm bars and prints results.
+Heavy libraries (torch, dash) are imported only by the subcommand that runs, so
 ``whypop --help`` and ``whypop status`` answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import json
 import logging
 import os
 import sqlite3
 import sys
-from typing import Callable, Iterator
 
 from whypop import __version__
+from whypop.config import Config, resolve_config
+from whypop.env import setup_environment
 from whypop.errors import WhypopError
 from whypop.text import visible
+from whypop.progress import ProgressEvent
 
 # subcommand -> (module with add_arguments/main, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("pipelines.prepare", "audio files -> spectrograms and features in a run store"),
-    "train": ("pipelines.train", "train (or import) the genre classifier"),
-    "extract": ("pipelines.extract", "discover concepts with ACE and score them with TCAV"),
-    "serve": ("pipelines.serve", "serve the dashboard for a run"),
-    "demo": ("pipelines.demo", "the whole system on the synthetic demo, then the dashboard"),
-    "status": ("pipelines.status", "what a run holds: tracks, failures, model, extractions, jobs"),
+    "prepare": ("whypop.commands.prepare", "audio files -> spectrograms and features in a run store"),
+    "train": ("whypop.commands.train", "train (or import) the genre classifier"),
+    "extract": ("whypop.commands.extract", "discover concepts with ACE and score them with TCAV"),
+    "evaluate": ("whypop.commands.evaluate", "deletion and insertion tests of an extraction's concepts"),
+    "serve": ("whypop.commands.serve", "serve the dashboard for a run"),
+    "demo": ("whypop.commands.demo", "the whole system on the synthetic demo, then the dashboard"),
+    "explain": ("whypop.commands.explain", "explain a song's predicted genre with the run's concepts"),
+    "status": ("whypop.commands.status", "what a run holds: tracks, failures, model, extractions, jobs"),
+    "listen": ("whypop.commands.listen", "hear a concept: an example, or its regions in a song, as a WAV file"),
 }
 
 
@@ -44,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-            continue  # a stage not installed in this build
+            continue  # a command not installed in this build
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_arguments(p)
         p.set_defaults(_module=mod)
@@ -52,8 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # spinning OpenMP threads make torch several times slower when another process holds a core
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    setup_environment()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -82,66 +86,65 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def load_cli_config(args: argparse.Namespace, default: str | None = None, store=None):
-    """The configuration a command runs with.
+def load_cli_config(args: argparse.Namespace, default: str | None = None, store=None,
+                    sections: dict | None = None) -> Config:
+    """The configuration a command runs with (:func:`whypop.config.resolve_config`).
 
-    Precedence, lowest first: the code defaults (or the ``default`` preset for a new
-    run), the run's stored configuration, ``--config FILE``, ``WHYPOP_CONFIG``, ``--set``.
+    ``default`` is the preset of a run with no stored configuration; ``--config`` and
+    ``--set`` come from ``args``; ``sections`` holds the command's own flags.
     """
-    from whypop.config import config_from_dict, load_config, parse_overrides
-
-    stored = store.get_meta("config") if store is not None else None
-    base = config_from_dict(stored) if stored else None
-    files = [getattr(args, "config", None)] if getattr(args, "config", None) else ([] if stored else [default])
-    overrides = parse_overrides(getattr(args, "set", []) or [])
-    return load_config(*files, base=base, overrides=overrides)
+    return resolve_config(
+        preset=default, stored=store.get_meta("config") if store is not None else None,
+        file=getattr(args, "config", None), overrides=getattr(args, "set", None) or [], sections=sections,
+    )
 
 
-@contextlib.contextmanager
-def tqdm_progress(desc: str, unit: str = "it") -> Iterator[Callable[[int, int], None]]:
-    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr."""
-    from tqdm import tqdm
+class ProgressBars:
+    """A :data:`whypop.progress.Progress` drawing one tqdm bar per step on stderr.
 
-    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    A new bar opens when the event's (stage, step, genre) changes; the previous one
+    closes. ``describe`` may add a postfix to the current bar (training's epoch and loss).
+    """
 
-    def progress(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-            bar.refresh()
-        bar.n = done
-        bar.refresh() if done >= total else bar.update(0)
-
-    try:
-        yield progress
-    finally:
-        bar.close()
-
-
-class StageBars:
-    """A ``progress(stage, done, total)`` drawing one tqdm bar per stage (the extraction's stages)."""
-
-    def __enter__(self) -> Callable[[str, int, int], None]:
-        self._stage: str | None = None
-        self._cm = None
+    def __init__(self, unit: str = "it"):
+        self.unit = unit
+        self._key: tuple | None = None
         self._bar = None
 
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage != self._stage:
-                self._close()
-                self._stage = stage
-                self._cm = tqdm_progress(stage)
-                self._bar = self._cm.__enter__()
-            self._bar(done, total)
-
-        return progress
-
-    def _close(self) -> None:
-        if self._cm is not None:
-            self._cm.__exit__(None, None, None)
-            self._cm = None
+    def __enter__(self) -> "ProgressBars":
+        return self
 
     def __exit__(self, *exc) -> None:
-        self._close()
+        self.close()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        key = (event.stage, event.step, event.genre)
+        if key != self._key:
+            self.close()
+            self._key = key
+            self._bar = _tqdm(f"{event.stage}: {event.label}", self.unit)
+        bar = self._bar
+        if bar.total != event.total:
+            bar.total = event.total
+            bar.refresh()
+        bar.n = event.done
+        bar.refresh() if event.done >= event.total else bar.update(0)
+
+    def postfix(self, values: dict[str, str]) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(values, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+            self._key = None
+
+
+def _tqdm(desc: str, unit: str):
+    from tqdm import tqdm  # only commands that run a stage draw bars
+
+    return tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
 if __name__ == "__main__":  # pragma: no cover

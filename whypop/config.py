@@ -2,9 +2,10 @@
 
 The dataclass defaults are the thesis settings (``config/default.toml`` mirrors them and a
 test keeps the two equal). A run's resolved configuration is saved in its store, so a
-run is reproducible from what it holds. Precedence, lowest first: defaults, the TOML
-files given, ``section.key=value`` overrides (CLI flags and the ``WHYPOP_CONFIG``
-environment variable).
+run is reproducible from what it holds. Precedence, lowest first: the defaults (or a
+preset for a new run), the run's stored configuration, ``--config FILE``,
+``WHYPOP_CONFIG``, ``--set`` overrides; :func:`resolve_config` is the one function
+applying it, for the command line, the dashboard's jobs and the dashboard alike.
 """
 
 from __future__ import annotations
@@ -15,12 +16,61 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Mapping, get_type_hints
+from typing import Any, Iterable, Mapping, get_type_hints
 
 from whypop.errors import ConfigError
 
 REPO_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+# -- allowed values, declared once (argparse choices, the dashboard's form and validation) --
+
+
+def _choices(name: str, *values: str) -> type[StrEnum]:
+    """A string enum whose members are ``values`` (member names: the values upper-cased)."""
+    return StrEnum(name, {v.upper(): v for v in values})
+
+
+Device = _choices("Device", "auto", "cpu", "cuda")
+Subset = _choices("Subset", "small", "medium", "large", "full")  # FMA subsets
+Pretrained = _choices("Pretrained", "imagenet", "none")
+Trainable = _choices("Trainable", "tail", "layer4", "all")
+Optimizer = _choices("Optimizer", "adam", "sgd")
+LrSchedule = _choices("LrSchedule", "constant", "cosine")
+ImageSplit = _choices("ImageSplit", "heldout", "training", "all")  # which tracks: validation+test, training, all
+RandomKind = _choices("RandomKind", "images", "patches")  # random sets of whole spectrograms or of one patch each
+PatchMode = _choices("PatchMode", "faithful", "inplace")  # crop + resize (the reference), masked full frame
+CavMode = _choices("CavMode", "fast", "exact", "logistic")  # batched SGD objective, sklearn per pair, batched logistic
+TcavGradient = _choices("TcavGradient", "logit", "loss")
+Correction = _choices("Correction", "holm", "bonferroni", "none")
+
+
+# which setting takes which values: section -> key -> enum
+CHOICES: dict[str, dict[str, type[StrEnum]]] = {
+    "dataset": {"subset": Subset},
+    "train": {"lr_schedule": LrSchedule, "pretrained": Pretrained, "trainable": Trainable, "device": Device,
+              "optimizer": Optimizer},
+    "extract": {"image_split": ImageSplit, "random_split": ImageSplit, "random_kind": RandomKind, "device": Device,
+                "patch_mode": PatchMode, "cav_mode": CavMode, "tcav_gradient": TcavGradient, "correction": Correction},
+}
+
+
+def choices(kind: type[StrEnum]) -> tuple[str, ...]:
+    """The allowed values of an enum as plain strings, in declaration order."""
+    return tuple(m.value for m in kind)
+
+
+def _check_choices(settings: Any, section: str) -> None:
+    for name, kind in CHOICES[section].items():
+        check_choice(section, name, getattr(settings, name), kind)
+
+
+def check_choice(section: str, name: str, value: Any, kind: type[StrEnum]) -> None:
+    """ConfigError naming the setting and the allowed values unless ``value`` is one of them."""
+    if value not in choices(kind):
+        raise ConfigError(f"{section}.{name}={value!r}: allowed are {', '.join(choices(kind))}")
 
 
 @dataclass(frozen=True)
@@ -34,9 +84,19 @@ class AudioConfig:
     n_mels: int = 128
     image_size: int = 224  # pixels, square
     top_db: float = 80.0  # dB range mapped to 0..255 (below peak - top_db is black)
+    fmax: float | str = "nyquist"  # top of the mel range: "nyquist" (sample_rate / 2), "auto" (the sources'), or Hz
+    pad: str = "silence"  # clips shorter than `duration`: "silence" (thesis) or "repeat" (loop the clip)
 
     def validate(self) -> None:
         _positive(self, "sample_rate", "duration", "n_fft", "hop_length", "n_mels", "image_size", "top_db")
+        if isinstance(self.fmax, str):
+            if self.fmax not in ("nyquist", "auto"):
+                raise ConfigError(f"audio.fmax={self.fmax!r}: allowed are \"nyquist\", \"auto\" or a frequency in Hz")
+        elif not 1000 <= self.fmax <= self.sample_rate / 2:
+            raise ConfigError(f"audio.fmax={self.fmax:g} Hz: must be between 1000 Hz and the Nyquist frequency "
+                              f"sample_rate / 2 = {self.sample_rate / 2:g} Hz")
+        if self.pad not in ("silence", "repeat"):
+            raise ConfigError(f"audio.pad={self.pad!r}: allowed are \"silence\" (thesis) and \"repeat\"")
         if self.sample_rate < 4000:
             raise ConfigError(f"audio.sample_rate={self.sample_rate} is too low (at least 4000 Hz)")
         if self.n_fft < 16:
@@ -74,8 +134,7 @@ class DatasetConfig:
     audio_features: bool = True  # compute the audio descriptors during preparation
 
     def validate(self) -> None:
-        if self.subset not in ("small", "medium", "large", "full"):
-            raise ConfigError(f"dataset.subset={self.subset!r}: allowed are small, medium, large, full")
+        _check_choices(self, "dataset")
         if len(self.split) != 3 or any(s < 0 for s in self.split) or abs(sum(self.split) - 1) > 1e-6:
             raise ConfigError(f"dataset.split={list(self.split)} must be three non-negative shares summing to 1")
         if self.max_tracks < 0:
@@ -133,20 +192,11 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant" (thesis) or "cosine" (decay to 0 over the epochs, per batch)
 
     def validate(self) -> None:
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ConfigError(f"train.lr_schedule={self.lr_schedule!r}: allowed are 'constant', 'cosine'")
+        _check_choices(self, "train")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"train.label_smoothing={self.label_smoothing}: must be in [0, 1)")
         if self.num_workers < 0:
             raise ConfigError(f"train.num_workers={self.num_workers}: must be >= 0 (0 = load in the training process)")
-        if self.pretrained not in ("imagenet", "none"):
-            raise ConfigError(f"train.pretrained={self.pretrained!r}: allowed are 'imagenet', 'none'")
-        if self.trainable not in ("tail", "layer4", "all"):
-            raise ConfigError(f"train.trainable={self.trainable!r}: allowed are 'tail', 'layer4', 'all'")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"train.device={self.device!r}: allowed are auto, cpu, cuda")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"train.optimizer={self.optimizer!r}: allowed are adam, sgd")
         _positive(self, "lr", "songs_per_batch", "epochs")
 
 
@@ -173,23 +223,25 @@ class ExtractConfig:
     tcav_gradient: str = "logit"  # logit (paper) or loss (reference code)
     significance: float = 0.01  # family-wise level
     correction: str = "holm"  # holm, bonferroni, none
+    min_score_songs: int = -1  # fewer score songs: nothing significant; -1 = from the level (8 at 0.01), 0 = off
     black_level: int = 16  # pixel values at or below this count as black (silence, bands)
     black_share: float = 0.5  # a concept whose patch pixels are this black is flagged
+    skip_empty: bool = True  # segment only where the image can hold music (not above Nyquist, not padding)
     render_patches: int = 10  # patch images rendered per concept (what the network saw)
     cache: bool = True  # cache activations and gradients under <run>/cache/activations
     batch_size: int = 32
     device: str = "auto"
     seed: int = 0
+    evaluate: bool = True  # deletion and insertion tests on held-out songs after every extraction
+    evaluate_songs: int = 0  # held-out songs per genre for those tests (0 = all)
+    evaluate_draws: int = 3  # seeded draws of the random baselines (same-area regions, concepts)
 
     def validate(self) -> None:
-        if self.image_split not in ("heldout", "training", "all"):
-            raise ConfigError(f"extract.image_split={self.image_split!r}: allowed are heldout, training, all")
-        if self.random_split not in ("heldout", "training", "all"):
-            raise ConfigError(f"extract.random_split={self.random_split!r}: allowed are heldout, training, all")
-        if self.random_kind not in ("images", "patches"):
-            raise ConfigError(f"extract.random_kind={self.random_kind!r}: allowed are images, patches")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"extract.device={self.device!r}: allowed are auto, cpu, cuda")
+        _check_choices(self, "extract")
+        if self.evaluate_songs < 0:
+            raise ConfigError(f"extract.evaluate_songs={self.evaluate_songs}: must be >= 0 (0 = all held-out songs)")
+        if not 1 <= self.evaluate_draws <= 100:
+            raise ConfigError(f"extract.evaluate_draws={self.evaluate_draws}: allowed 1..100")
         if not 0 <= self.black_level <= 255:
             raise ConfigError(f"extract.black_level={self.black_level}: allowed 0..255")
         if not 0 < self.black_share <= 1:
@@ -199,14 +251,6 @@ class ExtractConfig:
                               f"more members than this, and a CAV at least 2)")
         if self.render_patches < 0:
             raise ConfigError(f"extract.render_patches={self.render_patches}: must be >= 0")
-        if self.patch_mode not in ("faithful", "inplace"):
-            raise ConfigError(f"extract.patch_mode={self.patch_mode!r}: allowed are faithful, inplace")
-        if self.cav_mode not in ("fast", "exact", "logistic"):
-            raise ConfigError(f"extract.cav_mode={self.cav_mode!r}: allowed are fast, exact, logistic")
-        if self.tcav_gradient not in ("logit", "loss"):
-            raise ConfigError(f"extract.tcav_gradient={self.tcav_gradient!r}: allowed are logit, loss")
-        if self.correction not in ("holm", "bonferroni", "none"):
-            raise ConfigError(f"extract.correction={self.correction!r}: allowed are holm, bonferroni, none")
         if not self.segments or any(s < 2 or s > 500 for s in self.segments):
             raise ConfigError(f"extract.segments={list(self.segments)}: each must be 2..500")
         if not 2 <= self.n_clusters <= 200:
@@ -217,6 +261,9 @@ class ExtractConfig:
             raise ConfigError(f"extract.discovery_images={self.discovery_images}: allowed 2..10000")
         if not 0 < self.significance < 1:
             raise ConfigError(f"extract.significance={self.significance}: must be in (0, 1)")
+        if self.min_score_songs < -1:
+            raise ConfigError(f"extract.min_score_songs={self.min_score_songs}: -1 (from the significance "
+                              f"level), 0 (off) or a count of songs")
         if self.score_images < 1:
             raise ConfigError(f"extract.score_images={self.score_images}: at least 1")
         if self.random_set_size < 2 or self.max_concept_patches < 2:
@@ -256,6 +303,9 @@ class ServeConfig:
     # who may embed the dashboard in a frame: the Content-Security-Policy frame-ancestors
     # sources, e.g. "'self' https://portal.example.org"; "*" allows every site
     frame_ancestors: str = "'self'"
+    allow_upload: bool = False  # in read-only mode, still accept song uploads to explain (writable mode always does)
+    upload_max_mb: float = 30.0  # largest song upload, megabytes
+    upload_max_seconds: float = 1200.0  # longest song upload (only its first audio.duration seconds are explained)
 
     def validate(self) -> None:
         if self.max_request_bytes < 10_000:
@@ -263,6 +313,10 @@ class ServeConfig:
         if not self.frame_ancestors.strip() or any(c in self.frame_ancestors for c in ";,\r\n"):
             raise ConfigError(f"serve.frame_ancestors={self.frame_ancestors!r}: space-separated sources, "
                               "e.g. \"'self' https://portal.example.org\" or \"*\"")
+        if not 0 < self.upload_max_mb <= 2048:
+            raise ConfigError(f"serve.upload_max_mb={self.upload_max_mb}: allowed (0, 2048]")
+        if not 0 < self.upload_max_seconds <= 24 * 3600:
+            raise ConfigError(f"serve.upload_max_seconds={self.upload_max_seconds}: allowed (0, 86400]")
 
 
 @dataclass(frozen=True)
@@ -325,6 +379,33 @@ def load_config(
     if overrides:
         cfg = merge(cfg, _nest(overrides), origin="command line")
     return cfg.validate()
+
+
+def resolve_config(
+    *,
+    preset: str | Path | None = None,
+    stored: Mapping[str, Any] | None = None,
+    file: str | Path | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    sections: Mapping[str, Mapping[str, Any]] | None = None,
+    env: bool = True,
+) -> Config:
+    """The configuration a command, a job or the dashboard runs with: the one precedence rule.
+
+    Lowest first: the code defaults, or the ``preset`` for a run with no stored
+    configuration; the run's ``stored`` configuration; ``file`` (``--config``);
+    ``WHYPOP_CONFIG`` (when ``env``); ``overrides`` (``--set`` items, or a flat/nested
+    mapping); ``sections`` (a command's own flags or a job's parameters, e.g.
+    ``{"extract": {"layer": ...}}``). The result is validated.
+    """
+    base = merge(Config(), stored, origin="stored config") if stored else None
+    files = [file] if file else ([] if stored else [preset])
+    if overrides is not None and not isinstance(overrides, Mapping):
+        overrides = parse_overrides(list(overrides))
+    cfg = load_config(*files, overrides=overrides or None, env=env, base=base)
+    if sections:
+        cfg = merge(cfg, sections, origin="command line").validate()
+    return cfg
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:
@@ -408,6 +489,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+    elif text == "float | str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
     elif text.startswith("tuple"):
         if isinstance(value, (list, tuple)):
             inner = float if "float" in text else int

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from whypop.audio import AUDIO_EXTENSIONS
 from whypop.config import DatasetConfig
 from whypop.errors import InputError
-from whypop.store import Track
+from whypop.features import read_echonest
+from whypop.tracks import Track
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +212,6 @@ def fma_path(track_id: int) -> str:
 
 def read_fma(audio_dir: str | Path, meta_dir: str | Path, cfg: DatasetConfig) -> Collection:
     """FMA audio plus ``tracks.csv`` (and ``echonest.csv`` when present), FMA's own split."""
-    import pandas as pd
-
     root = Path(audio_dir).resolve()
     meta = Path(meta_dir)
     tracks_csv = meta / "tracks.csv"
@@ -267,8 +267,6 @@ def read_fma(audio_dir: str | Path, meta_dir: str | Path, cfg: DatasetConfig) ->
     echonest_csv = meta / "echonest.csv"
     if echonest_csv.is_file():
         try:
-            from whypop.features import read_echonest
-
             en = read_echonest(echonest_csv)
             wanted = {int(t.track_id) for t in out.tracks}
             for tid, row in en.iterrows():

@@ -47,6 +47,8 @@ from typing import Callable
 import numpy as np
 import scipy.fft
 
+from whypop.progress import Progress, ProgressEvent, null_progress
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("training", "validation", "test")
@@ -161,40 +163,47 @@ def _pluck(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return out
 
 
-def _formant(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Vowel-like bursts: a voiced harmonic series shaped by two formants in 1.7-3.8 kHz."""
+def _back_to_back(rng: np.random.Generator, n: int, sr: int, seconds: tuple[float, float],
+                  gap: tuple[float, float], event: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Events of random length one after the other, a random gap apart; ``event(t)`` renders one."""
     out = np.zeros(n)
     pos = 0
     while pos < n:
-        length = int(rng.uniform(0.15, 0.3) * sr)
-        t = np.arange(length) / sr
+        length = int(rng.uniform(*seconds) * sr)
+        _add(out, pos, event(np.arange(length) / sr))
+        pos += length + int(rng.uniform(*gap) * sr)
+    return out
+
+
+def _formant(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """Vowel-like bursts: a voiced harmonic series shaped by two formants in 1.7-3.8 kHz."""
+
+    def burst(t: np.ndarray) -> np.ndarray:
+        length = t.size
         f0 = rng.uniform(110, 220)
         inst = f0 * (1 + 0.02 * np.sin(2 * np.pi * rng.uniform(4, 6) * t))  # vibrato
         phase = 2 * np.pi * np.cumsum(inst) / sr
         formants = ((rng.uniform(1900, 2400), rng.uniform(120, 220)), (rng.uniform(2700, 3400), rng.uniform(150, 260)))
-        burst = np.zeros(length)
+        out = np.zeros(length)
         for k in range(1, int(3800 / f0) + 1):
             fk = k * f0
             w = sum(math.exp(-0.5 * ((fk - fc) / bw) ** 2) for fc, bw in formants) + 0.03
             if fk >= 1600 and w > 0.04:
-                burst += w * np.sin(k * phase)
-        _add(out, pos, burst * np.hanning(length) * rng.uniform(0.7, 1.0))
-        pos += length + int(rng.uniform(0.03, 0.09) * sr)
-    return out
+                out += w * np.sin(k * phase)
+        return out * np.hanning(length) * rng.uniform(0.7, 1.0)
+
+    return _back_to_back(rng, n, sr, (0.15, 0.3), (0.03, 0.09), burst)
 
 
 def _chirp(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """Repeated rising sweeps, ~3.1 kHz up to ~5.8 kHz."""
-    out = np.zeros(n)
-    pos = 0
-    while pos < n:
-        length = int(rng.uniform(0.12, 0.25) * sr)
-        t = np.arange(length) / sr
+
+    def sweep(t: np.ndarray) -> np.ndarray:
         lo, hi = rng.uniform(3100, 3500), rng.uniform(5200, 5900)
         freq = lo * (hi / lo) ** (t / t[-1])
-        _add(out, pos, np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.hanning(length) * rng.uniform(0.7, 1.0))
-        pos += length + int(rng.uniform(0.02, 0.07) * sr)
-    return out
+        return np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.hanning(t.size) * rng.uniform(0.7, 1.0)
+
+    return _back_to_back(rng, n, sr, (0.12, 0.25), (0.02, 0.07), sweep)
 
 
 def _bell(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
@@ -214,17 +223,14 @@ def _bell(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
 def _buzz(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """Gated sawtooth notes (fundamentals 55-95 Hz; harmonics kept in 150-700 Hz)."""
-    out = np.zeros(n)
-    pos = 0
-    while pos < n:
-        length = int(rng.uniform(0.2, 0.4) * sr)
-        t = np.arange(length) / sr
+
+    def note(t: np.ndarray) -> np.ndarray:
         f0 = rng.uniform(55, 95)
-        note = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, int(760 / f0) + 1))
+        saw = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, int(760 / f0) + 1))
         env = np.minimum(1.0, np.minimum(t / 0.01, (t[-1] - t) / 0.02))
-        _add(out, pos, note * env * rng.uniform(0.7, 1.0))
-        pos += length + int(rng.uniform(0.03, 0.08) * sr)
-    return out
+        return saw * env * rng.uniform(0.7, 1.0)
+
+    return _back_to_back(rng, n, sr, (0.2, 0.4), (0.03, 0.08), note)
 
 
 def _sweep(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
@@ -543,7 +549,7 @@ def generate_demo(
     artefact_share: float = 0.7,
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
     artefact_signature_db: float = 0.0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = null_progress,
 ) -> list[DemoClip]:
     """Write the demo collection as ``out_dir/<Genre>/<track_id>.wav`` (16-bit mono).
 
@@ -578,8 +584,7 @@ def generate_demo(
             sf.write(str(tmp), pcm, sample_rate, subtype="PCM_16", format="WAV")
             os.replace(tmp, path)
             clips.append(DemoClip(track_id, name, path, splits[i], boxes))
-            if progress is not None:
-                progress(len(clips), total)
+            progress(ProgressEvent("prepare", "demo clips", len(clips), total))
     _remove_stale(out_dir, {c.path.name for c in clips})
     n_art = sum(c.artefact is not None for c in clips)
     log.info("demo: %d clips of %.1f s in %d genres written to %s (%d with a silent band)",
@@ -600,3 +605,36 @@ def _remove_stale(out_dir: Path, keep: set[str]) -> None:
                 path.unlink()
         if not any(folder.iterdir()):
             folder.rmdir()
+
+
+FRESH_INDEX = 2**30  # clip index of fresh songs: no collection writes this many clips per genre
+
+
+def make_song(
+    genre: str, seed: int, out: Path, *, clip_seconds: float = 4.0, sample_rate: int = 22050,
+    genres: int = len(_SIGNATURES),
+) -> DemoClip:
+    """Write one fresh demo clip of ``genre`` (a name such as "Kick") to ``out`` and return it.
+
+    The clip comes from the same generator as the collection, with the clip index
+    ``FRESH_INDEX`` (beyond any collection's clip count) and ``seed``, so it belongs to no
+    run while being drawn from the same distribution; the same arguments write the same
+    bytes. Fresh clips carry no artefact: the signature is the genre's only mark.
+    Raises ValueError naming a bad argument.
+    """
+    names = [genre_name(i) for i in range(genres)]
+    match = [i for i, n in enumerate(names) if n.lower() == str(genre).strip().lower()]
+    if not match:
+        raise ValueError(f"unknown demo genre {genre!r}: allowed are {', '.join(names)}")
+    _validate(genres, 1, clip_seconds, sample_rate, seed, None, 0.0, (1.0, 0.0, 0.0))
+    import soundfile as sf
+
+    g = match[0]
+    n = int(round(clip_seconds * sample_rate))
+    pcm, boxes = _render_clip(int(seed), g, FRESH_INDEX, n, sample_rate, False)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    sf.write(str(tmp), pcm, sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, out)
+    return DemoClip(f"fresh-{GENRE_SIGNATURES[g]}-{int(seed)}", names[g], out, "fresh", boxes)

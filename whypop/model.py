@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from whypop.errors import ConfigError, InputError, StoreError
+from whypop.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-    from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -269,15 +268,3 @@ def guess_resnet(state: dict) -> str | None:
         return None
     bottleneck = any(k.startswith("layer1.0.conv3.") for k in state)
     return _RESNET_BLOCKS.get((*(len(blocks[i]) for i in (1, 2, 3, 4)), bottleneck))
-
-
-def load_current(store: "RunStore", device: str = "auto") -> LoadedModel:
-    """The run's newest complete model, in eval mode on the chosen device."""
-    info = store.current_model()
-    if info is None:
-        raise StoreError(f"run {store.root} has no model yet (run `whypop train --run {store.root}`)")
-    payload = load_checkpoint_file(Path(info["path"]) / CHECKPOINT_NAME)
-    dev = resolve_device(device)
-    model = model_from_state(payload["arch"], payload["state_dict"], len(payload["genres"]))
-    model = model.to(dev).eval()
-    return LoadedModel(model, payload["arch"], list(payload["genres"]), int(payload["image_size"]), info["model_id"], dev, info["metrics"])

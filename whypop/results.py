@@ -1,99 +1,235 @@
-"""The files of an extraction: the contract between concept discovery and the dashboard.
+"""Typed results, each with its one JSON round trip (``to_dict``/``from_dict``).
 
-Rows (concepts, patches) live in the run database; the larger data lives in the
-extraction's directory, ``extractions/<id>/``:
-
-``arrays.npz``
-    ``concept_ids`` (K,) int64, the order of every array below;
-    ``mean_cavs`` (K, D) float32, each concept's CAV averaged over random experiments;
-    ``similarity`` (K, K) float32, cosine of mean CAVs;
-    ``tcav_scores`` (K, R) float32, one TCAV score per random experiment;
-    ``random_scores`` (G, R) float32, per genre the random-vs-random null scores
-    (``random_genres`` (G,) names their order);
-    ``cluster_ids`` (C,) int64 and ``cluster_xy`` (C, 2) float32, the concept map's
-    cluster centres.
-``segments/<track_id>.npz``
-    ``masks``: the bit-packed (P, H, W) boolean segment masks of one discovery song;
-    a patch row's ``mask`` column holds ``segments/<track_id>.npz#<index>``.
-``patches/<concept_id>_<rank>.png``
-    optional rendered patch images (what the network saw) for the gallery.
-
-``summary`` (JSON in the extractions row): ``{"genres": {genre: {"overlap",
-"chance", "top_concept", "n_concepts", "discovery": [track ids]}}, "layer", ...}``.
+``summary`` (JSON in the extractions row): :class:`ExtractionSummary`, per genre a
+:class:`GenreSummary`, per concept a :class:`ConceptRecord`; a job's progress:
+:class:`JobProgress`. The stored keys are the JSON keys; keys a reader does not know
+(written by a newer version) are kept in ``extra`` and written back unchanged. The
+arrays and masks of an extraction are in :mod:`whypop.extraction_files`.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 
-import numpy as np
+from whypop.progress import ProgressEvent
 
-from whypop.errors import NotFound
-
-if TYPE_CHECKING:  # pragma: no cover
-    from whypop.store import RunStore
-
-ARRAYS = "arrays.npz"
-_MASK_REF = re.compile(r"^segments/([A-Za-z0-9_.-]+)\.npz#(\d+)$")
+_FILE_FUNCTIONS = ("ARRAYS", "save_arrays", "load_arrays", "save_masks", "load_mask")
 
 
-def save_arrays(directory: Path, **arrays: np.ndarray) -> Path:
-    """Write ``arrays.npz`` into an extraction directory (its partial one while running)."""
-    path = Path(directory) / ARRAYS
-    tmp = path.with_name(".tmp-" + ARRAYS)
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    tmp.replace(path)
-    return path
+def __getattr__(name: str) -> Any:
+    """The extraction file functions under their earlier import path (``whypop.results.load_arrays``)."""
+    if name in _FILE_FUNCTIONS:
+        from whypop import extraction_files  # numpy: only for callers of the file functions
+
+        return getattr(extraction_files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_arrays(store: "RunStore", extraction_id: int) -> dict[str, np.ndarray]:
-    """The arrays of a complete extraction."""
-    ex = store.extraction(extraction_id)
-    return dict(_load_npz(str(Path(ex["path"]) / ARRAYS)))
+# -- the extraction summary ----------------------------------------------------------------
 
 
-def save_masks(directory: Path, track_id: str, masks: np.ndarray) -> list[str]:
-    """Store one song's (P, H, W) boolean masks; returns each mask's reference string."""
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be (P, H, W), got {masks.shape}")
-    seg_dir = Path(directory) / "segments"
-    seg_dir.mkdir(parents=True, exist_ok=True)
-    path = seg_dir / f"{track_id}.npz"
-    tmp = seg_dir / f".tmp-{track_id}.npz"
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, masks=np.packbits(masks, axis=-1), shape=np.array(masks.shape))
-    tmp.replace(path)
-    return [f"segments/{track_id}.npz#{i}" for i in range(masks.shape[0])]
+def _known(cls, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a stored mapping into the dataclass's fields and the rest (``extra``)."""
+    names = {f.name for f in fields(cls)} - {"extra"}
+    return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
 
 
-def load_mask(store: "RunStore", extraction_id: int, ref: str) -> np.ndarray:
-    """One patch's boolean mask (H, W) from its reference; NotFound for anything odd."""
-    m = _MASK_REF.match(ref or "")
-    if m is None:
-        raise NotFound(f"bad mask reference {ref!r}")
-    ex = store.extraction(extraction_id)
-    path = store.path(Path(ex["path"]).relative_to(store.root) / "segments" / f"{m.group(1)}.npz")
-    if not path.is_file():
-        raise NotFound(f"mask file missing for {ref!r}")
-    masks, shape = _load_masks(str(path))
-    index = int(m.group(2))
-    if index >= shape[0]:
-        raise NotFound(f"mask index out of range in {ref!r}")
-    return np.unpackbits(masks[index], axis=-1, count=int(shape[2])).astype(bool)
+def _round(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
 
 
-@functools.lru_cache(maxsize=64)
-def _load_masks(path: str) -> tuple[np.ndarray, tuple[int, int, int]]:
-    with np.load(path) as data:
-        return data["masks"], tuple(int(v) for v in data["shape"])
+@dataclass(frozen=True)
+class Reliance:
+    """Demo ground truth: does the model need a genre's planted signature (its score images)?"""
+
+    p_full: float
+    p_signature_hidden: float
+    relies_on_signature: bool
+    rule: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"p_full": self.p_full, "p_signature_hidden": self.p_signature_hidden,
+                "relies_on_signature": self.relies_on_signature, "rule": self.rule}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "Reliance | None":
+        if not data:
+            return None
+        return cls(float(data["p_full"]), float(data["p_signature_hidden"]), bool(data["relies_on_signature"]),
+                   str(data.get("rule", "")))
 
 
-@functools.lru_cache(maxsize=16)
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+@dataclass(frozen=True)
+class GenreSummary:
+    """One genre of an extraction: its images, counts, null, top concept and planted checks.
+
+    ``chance`` and ``overlap`` are the demo's ground truth (None without planted regions):
+    the mean overlap of any discovery segment, and of the top concept's patches, with
+    the planted signature.
+    """
+
+    discovery: tuple[str, ...] = ()
+    score: tuple[str, ...] = ()
+    n_patches: int = 0
+    n_concepts: int = 0
+    n_significant: int = 0
+    chance: float | None = None
+    null_mean: float | None = None
+    null_cav_accuracy: float | None = None
+    top_concept: int | None = None
+    top_concept_any: int | None = None
+    overlap: float | None = None
+    reliance: Reliance | None = None
+    discovery_songs: int | None = None  # the songs its concepts were found in
+    score_songs: int | None = None  # the songs its TCAV scores rest on
+    min_score_songs: int | None = None  # fewer score songs: no concept is reported significant
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "discovery_songs": self.discovery_songs, "score_songs": self.score_songs,
+            "min_score_songs": self.min_score_songs,
+            "discovery": list(self.discovery), "score": list(self.score), "n_patches": self.n_patches,
+            "n_concepts": self.n_concepts, "n_significant": self.n_significant, "chance": self.chance,
+            "null_mean": self.null_mean, "null_cav_accuracy": self.null_cav_accuracy,
+            "top_concept": self.top_concept, "top_concept_any": self.top_concept_any, "overlap": self.overlap,
+        }
+        if self.reliance is not None:
+            out["reliance"] = self.reliance.to_dict()
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GenreSummary":
+        known, extra = _known(cls, data)
+        known["discovery"] = tuple(str(t) for t in known.get("discovery") or ())
+        known["score"] = tuple(str(t) for t in known.get("score") or ())
+        known["reliance"] = Reliance.from_dict(known.get("reliance"))
+        return cls(**known, extra=extra)
+
+
+@dataclass(frozen=True)
+class ConceptRecord:
+    """The measures of one concept kept in the summary (its row holds TCAV, p-value, flags)."""
+
+    concept_id: int
+    black_share: float | None = None
+    band_share: float | None = None
+    signature_overlap: float | None = None  # demo: share of its patch pixels on planted signatures
+    artefact_overlap: float | None = None  # demo: ... on planted artefacts
+    cav_accuracy: float | None = None
+    n_images: int | None = None
+    magnitude: float | None = None  # mean directional derivative along its CAVs
+    nyquist_share: float | None = None  # of its patch pixels, above the source's Nyquist frequency
+    padding_share: float | None = None  # of its patch pixels, in the padding after the song ends
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"concept_id": self.concept_id}
+        out.update({f.name: _round(getattr(self, f.name)) for f in fields(self) if f.name not in ("concept_id", "extra")})
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ConceptRecord":
+        known, extra = _known(cls, data)
+        return cls(**known, extra=extra)
+
+
+@dataclass(frozen=True)
+class ExtractionSummary:
+    """What an extraction found, per genre and per concept, and how (stored as the ``summary`` JSON).
+
+    ``random``, ``significance`` and ``artefact`` describe the protocol and the
+    silence/band check for people (printed and shown as they are); ``genres`` and
+    ``concepts`` are what programs read.
+    """
+
+    layer: str | None = None
+    patch_mode: str | None = None
+    cav_mode: str | None = None
+    tcav_gradient: str | None = None
+    genres: dict[str, GenreSummary] = field(default_factory=dict)
+    concepts: tuple[ConceptRecord, ...] = ()
+    clusters: int = 0
+    random: dict[str, Any] = field(default_factory=dict)
+    significance: dict[str, Any] = field(default_factory=dict)
+    artefact: dict[str, Any] = field(default_factory=dict)
+    fill_value: float | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+    activation_shape: tuple[int, ...] = ()
+    plan: dict[str, Any] = field(default_factory=dict)  # what the images were (scaled to the collection?)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "layer": self.layer, "patch_mode": self.patch_mode, "cav_mode": self.cav_mode,
+            "tcav_gradient": self.tcav_gradient, "genres": {g: s.to_dict() for g, s in self.genres.items()},
+            "random": self.random, "significance": self.significance, "artefact": self.artefact,
+            "concepts": [c.to_dict() for c in self.concepts], "clusters": self.clusters,
+            "fill_value": self.fill_value, "cache": self.cache, "activation_shape": list(self.activation_shape),
+            "plan": self.plan,
+        }
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "ExtractionSummary":
+        """From the stored JSON (None or ``{}`` for an extraction without one)."""
+        known, extra = _known(cls, data or {})
+        known["genres"] = {str(g): GenreSummary.from_dict(v or {}) for g, v in (known.get("genres") or {}).items()}
+        known["concepts"] = tuple(ConceptRecord.from_dict(c) for c in known.get("concepts") or ())
+        known["activation_shape"] = tuple(int(v) for v in known.get("activation_shape") or ())
+        for name in ("random", "significance", "artefact", "cache", "plan"):
+            known[name] = dict(known.get(name) or {})
+        known["clusters"] = int(known.get("clusters") or 0)
+        return cls(**known, extra=extra)
+
+    def concept(self, concept_id: int) -> ConceptRecord | None:
+        return next((c for c in self.concepts if c.concept_id == concept_id), None)
+
+    @property
+    def discovery_songs(self) -> int:
+        return sum(len(g.discovery) for g in self.genres.values())
+
+
+# -- job progress ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Where a background job is: its stage and step, the step's count, the whole job's fraction.
+
+    ``stage`` is a stage name while work runs (``"extract"``) and the job's phase
+    around it (``"queued"``, ``"starting"``, ``"done"``). Stored as typed columns of the
+    job's row (``stage``, ``step``, ``genre``, ``done``, ``total``, ``progress``).
+    """
+
+    stage: str
+    step: str | None = None
+    genre: str | None = None
+    done: int = 0
+    total: int = 0
+    fraction: float = 0.0
+
+    @classmethod
+    def from_event(cls, event: ProgressEvent, fraction: float) -> "JobProgress":
+        return cls(event.stage, event.step, event.genre, int(event.done), int(event.total), float(fraction))
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "JobProgress":
+        """From a job row (:meth:`whypop.store.RunStore.jobs`) or :meth:`to_dict`'s output."""
+        return cls(
+            row.get("stage") or "queued", row.get("step"), row.get("genre"), int(row.get("done") or 0),
+            int(row.get("total") or 0), float((row.get("progress") if "progress" in row else row.get("fraction")) or 0.0),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "step": self.step, "genre": self.genre, "done": self.done,
+                "total": self.total, "fraction": self.fraction}
+
+    @property
+    def text(self) -> str:
+        """For people: ``"Rock: activations 120/430"``, or the phase (``"done"``)."""
+        if not self.step:
+            return self.stage
+        label = f"{self.genre}: {self.step}" if self.genre else self.step
+        return f"{label} {self.done}/{self.total}" if self.total else label

@@ -31,17 +31,19 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from whypop.config import Config, config_from_dict
 from whypop.errors import NotFound, StoreError
+from whypop.ids import MAX_TRACK_ID, parse_id
+from whypop.ids import short as _short
+from whypop.tracks import PlantedRegion, Track
 
 SCHEMA_VERSION = 1
 STALE_EXTRACTION = "interrupted: its process ended without finishing (found by the next command)"
 # (run root, extraction id) -> open file descriptor holding the extraction's lock, per process
 _EXTRACTION_LOCKS: dict[tuple[str, int], int] = {}
-MAX_TRACK_ID = 256  # characters; longer strings are no track id of any collection
 DB_NAME = "run.sqlite"
 
 _SCHEMA = """
@@ -144,49 +146,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     host TEXT,
     heartbeat REAL,                 -- last sign of life from the process running it
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    extraction_id INTEGER
+    extraction_id INTEGER,
+    step TEXT,                      -- the running step (whypop.results.JobProgress)
+    genre TEXT,
+    done INTEGER,
+    total INTEGER
 );
 """
+
+# columns added after a table's first version: (table, column, type), added to older stores on open
+_ADDED_COLUMNS = (("jobs", "step", "TEXT"), ("jobs", "genre", "TEXT"), ("jobs", "done", "INTEGER"),
+                  ("jobs", "total", "INTEGER"))
 
 TRACK_COLUMNS = (
     "track_id", "genre", "split", "source", "title", "artist", "status", "error",
     "duration", "sample_rate", "channels", "spectrogram", "prepared_at",
 )
-
-
-@dataclass(frozen=True)
-class Track:
-    track_id: str
-    genre: str
-    split: str
-    source: str
-    title: str = ""
-    artist: str = ""
-    status: str = "pending"
-    error: str | None = None
-    duration: float | None = None
-    sample_rate: int | None = None
-    channels: int | None = None
-    spectrogram: str | None = None
-    prepared_at: float | None = None
-
-    @property
-    def name(self) -> str:
-        """A display name: 'Artist - Title' when known, the id otherwise."""
-        if self.title:
-            return f"{self.artist} - {self.title}" if self.artist else self.title
-        return self.track_id
-
-
-@dataclass(frozen=True)
-class PlantedRegion:
-    track_id: str
-    kind: str
-    label: str
-    t0: float
-    t1: float
-    f0: float
-    f1: float
 
 
 class RunStore:
@@ -216,6 +191,9 @@ class RunStore:
             return
         self.db.executescript(_SCHEMA)
         with self.transaction() as db:
+            for table, column, kind in _ADDED_COLUMNS:
+                if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -334,10 +312,8 @@ class RunStore:
         path = Path(path).resolve()
         self.set_meta("audio_root", str(path.relative_to(self.root)) if self.root in path.parents or path == self.root else str(path))
 
-    def stored_config(self):
+    def stored_config(self) -> Config | None:
         """The configuration this run was prepared with (a Config), or None."""
-        from whypop.config import config_from_dict
-
         data = self.get_meta("config")
         return None if data is None else config_from_dict(data)
 
@@ -456,7 +432,7 @@ class RunStore:
 
     def load_spectrogram(self, track_id: str):
         """The track's spectrogram as a uint8 array (H, W), row 0 = highest frequency."""
-        import numpy as np
+        import numpy as np  # not at the top: `whypop status` opens the store without numpy
         from PIL import Image
 
         with Image.open(self.spectrogram_path(track_id)) as im:
@@ -693,7 +669,7 @@ class RunStore:
             if row is None:
                 raise NotFound("this run has no complete extraction yet (run `whypop extract`)")
             return self._extraction_dict(row)
-        eid = _int_id(extraction_id, "extraction")
+        eid = parse_id(extraction_id, "extraction")
         row = self.db.execute(
             "SELECT * FROM extractions WHERE extraction_id=? AND status='complete'", (eid,)
         ).fetchone()
@@ -710,7 +686,7 @@ class RunStore:
 
     def concepts(self, extraction_id: int) -> list[dict]:
         rows = self.db.execute(
-            "SELECT * FROM concepts WHERE extraction_id=? ORDER BY genre, concept_id", (_int_id(extraction_id, "extraction"),)
+            "SELECT * FROM concepts WHERE extraction_id=? ORDER BY genre, concept_id", (parse_id(extraction_id, "extraction"),)
         ).fetchall()
         out = []
         for r in rows:
@@ -721,9 +697,9 @@ class RunStore:
         return out
 
     def concept(self, extraction_id: int, concept_id: int | str) -> dict:
-        cid = _int_id(concept_id, "concept")
+        cid = parse_id(concept_id, "concept")
         row = self.db.execute(
-            "SELECT * FROM concepts WHERE extraction_id=? AND concept_id=?", (_int_id(extraction_id, "extraction"), cid)
+            "SELECT * FROM concepts WHERE extraction_id=? AND concept_id=?", (parse_id(extraction_id, "extraction"), cid)
         ).fetchone()
         if row is None:
             raise NotFound(f"unknown concept id {concept_id!r} in extraction {extraction_id}")
@@ -733,10 +709,10 @@ class RunStore:
         return d
 
     def patches(self, extraction_id: int, concept_id: int | None = None, track_id: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM patches WHERE extraction_id=?", [_int_id(extraction_id, "extraction")]
+        sql, args = "SELECT * FROM patches WHERE extraction_id=?", [parse_id(extraction_id, "extraction")]
         if concept_id is not None:
             sql += " AND concept_id=?"
-            args.append(_int_id(concept_id, "concept"))
+            args.append(parse_id(concept_id, "concept"))
         if track_id is not None:
             sql += " AND track_id=?"
             args.append(str(track_id))
@@ -797,33 +773,8 @@ class RunStore:
                 for e in self.extractions(status=None)
             ],
             "jobs": [
-                {k: j[k] for k in ("job_id", "kind", "status", "stage", "progress", "started_by", "created", "finished", "error", "extraction_id")}
+                {k: j[k] for k in ("job_id", "kind", "status", "stage", "step", "genre", "done", "total", "progress",
+                                   "started_by", "created", "finished", "error", "extraction_id")}
                 for j in jobs
             ],
         }
-
-
-MAX_ID = 2**63 - 1  # SQLite's largest integer
-
-
-def _int_id(value: Any, what: str) -> int:
-    """An integer id from a caller (maybe a request string); NotFound when it is not one.
-
-    Only whole numbers in SQLite's range count: 1.5, True, 2**63 or a 10,000-digit string
-    are unknown ids, not errors from the database driver.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and len(value) > 20):
-        raise NotFound(f"unknown {what} id {_short(value)}")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise NotFound(f"unknown {what} id {_short(value)}") from None
-    if not 0 <= number <= MAX_ID:
-        raise NotFound(f"unknown {what} id {_short(value)}")
-    return number
-
-
-def _short(value: Any, n: int = 40) -> str:
-    """repr of a caller's value, cut to ``n`` characters (errors never echo a whole request)."""
-    text = repr(value)
-    return text if len(text) <= n else text[: n - 1] + "…"

@@ -9,11 +9,14 @@
 - :mod:`~whypop.ace.stats`: paired t-test against the random null, Holm / Bonferroni
 - :mod:`~whypop.ace.flags`: spurious-concept flags (bands or silence, lonely cluster, not significant)
 - :mod:`~whypop.ace.summary`: mean CAVs, cross-genre clusters, t-SNE concept map, similarity
+- :mod:`~whypop.ace.placement`: where concepts lie in a song discovery never saw (same segments, calibrated radii)
 - :mod:`~whypop.ace.planted`: checks against the demo's planted ground truth
 - :mod:`~whypop.ace.extractor`: :class:`ConceptExtractor`, ACE for one genre at a time
 
-The stage that reads and writes the run store is :mod:`pipelines.extract`; the protocol
-and measured figures are in ``docs/extraction.md``.
+torch, scikit-learn, scipy and scikit-image load on first use, so that the dashboard,
+which imports the extraction stage for its jobs, starts without them. This package knows
+no run store: the extraction stage above it reads and writes the store;
+the protocol and measured figures are in ``docs/extraction.md``.
 """
 
 from whypop.ace.extractor import ConceptExtractor, GenreImages, GenreResult, RandomSets

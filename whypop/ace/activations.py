@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from whypop.errors import ConfigError
+from whypop.model import get_layer, preprocess
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -129,8 +130,6 @@ class LayerProbe:
     def __init__(self, model: "torch.nn.Module", layer: str, device: "torch.device | str" = "cpu", batch_size: int = 32):
         import torch
 
-        from whypop.model import get_layer
-
         self.model = model.eval()
         self.layer = layer
         self.module = get_layer(model, layer)
@@ -149,8 +148,6 @@ class LayerProbe:
 
     def _forward(self, images: np.ndarray) -> "torch.Tensor":
         import torch
-
-        from whypop.model import preprocess
 
         captured: list[torch.Tensor] = []
 
@@ -200,8 +197,6 @@ class LayerProbe:
         dot product with a CAV means the concept pushes the class up.
         """
         import torch
-
-        from whypop.model import preprocess
 
         if mode not in ("logit", "loss"):
             raise ConfigError(f"tcav gradient {mode!r}: allowed are logit, loss")

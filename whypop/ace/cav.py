@@ -34,9 +34,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from whypop.config import CavMode, choices
+
 log = logging.getLogger(__name__)
 
-MODES = ("fast", "exact", "logistic")
+MODES = choices(CavMode)
 TEST_SHARE = 0.33
 
 

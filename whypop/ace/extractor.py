@@ -29,13 +29,15 @@ from whypop.ace import flags, stats
 from whypop.ace.activations import ActivationCache, LayerProbe, digest, flat_rows, masked_means, spatial_means
 from whypop.ace.cluster import Concept, discover_concepts
 from whypop.ace.patches import make_patches
+from whypop.ace.planning import required_score_songs
 from whypop.ace.segment import segment_masks
 from whypop.ace.tcav import sign_count
 from whypop.config import ExtractConfig
+from whypop.progress import Progress, ProgressEvent, null_progress
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
+STAGE = "extract"  # the stage named in the progress events
 MIN_AREA = 0.001  # ACE: masks of at most 0.1% of the image are dropped
 MAX_IOU = 0.5  # ACE: a mask overlapping an earlier resolution's mask more than this is dropped
 
@@ -50,6 +52,7 @@ class GenreImages:
     discovery: np.ndarray
     score_ids: list[str]
     score: np.ndarray
+    discovery_empty: np.ndarray | None = None  # (N, H, W) uint8 empty-region maps (whypop.geometry.empty_regions)
 
 
 @dataclass
@@ -89,7 +92,7 @@ class ConceptExtractor:
 
     ``probe`` gives activations and gradients; ``fill`` is the pixel value outside a
     segment (the training set's mean); ``cache`` stores activations on disk;
-    ``progress(stage, done, total)`` reports work; ``check()`` raises to cancel.
+    ``progress`` receives :class:`~whypop.progress.ProgressEvent` values of stage ``"extract"``; ``check()`` raises to cancel.
     """
 
     def __init__(
@@ -100,9 +103,10 @@ class ConceptExtractor:
         image_size: int,
         cache: ActivationCache | None = None,
         weights_key: str = "",
-        progress: Progress | None = None,
+        progress: Progress = null_progress,
         check: Callable[[], None] | None = None,
         render: int = 10,
+        band_width: int | None = None,
     ):
         self.probe = probe
         self.cfg = cfg
@@ -113,6 +117,7 @@ class ConceptExtractor:
         self.progress = progress
         self.check = check or (lambda: None)
         self.render = int(render)
+        self.band_width = band_width  # widest black band flagged as an augmentation band (pixels)
         self.timings_: dict[str, float] = {}
         self.random_: RandomSets | None = None
         self._random_acts: np.ndarray | None = None
@@ -126,27 +131,26 @@ class ConceptExtractor:
         finally:
             self.timings_[stage] = self.timings_.get(stage, 0.0) + time.perf_counter() - start
 
-    def _tick(self, stage: str) -> Callable[[int, int], None]:
+    def _tick(self, step: str, genre: str | None = None) -> Callable[[int, int], None]:
         def tick(done: int, total: int) -> None:
-            if self.progress is not None:
-                self.progress(stage, done, total)
+            self.progress(ProgressEvent(STAGE, step, done, total, genre))
 
         return tick
 
-    def _activations(self, images: np.ndarray, stage: str) -> np.ndarray:
+    def _activations(self, images: np.ndarray, step: str, genre: str | None = None) -> np.ndarray:
         key = digest("activations", self.weights_key, self.probe.layer, images)
         shape = (len(images), *self.probe.output_shape(self.image_size))
-        tick = self._tick(stage)
+        tick = self._tick(step, genre)
         tick(0, len(images))
         out = self.cache.compute(key, shape, lambda out: self.probe.activations(images, out, tick, self.check))
         tick(len(images), len(images))
         return out
 
-    def _gradients(self, images: np.ndarray, class_index: int, stage: str) -> np.ndarray:
+    def _gradients(self, images: np.ndarray, class_index: int, genre: str) -> np.ndarray:
         mode = self.cfg.tcav_gradient
         key = digest("gradients", self.weights_key, self.probe.layer, mode, int(class_index), images)
         shape = (len(images), *self.probe.output_shape(self.image_size))
-        tick = self._tick(stage)
+        tick = self._tick("gradients", genre)
         tick(0, len(images))
         out = self.cache.compute(
             key, shape, lambda out: self.probe.gradients(images, class_index, mode, out, tick, self.check)
@@ -160,7 +164,7 @@ class ConceptExtractor:
         if random.experiments < 2:
             raise ValueError("at least 2 random experiments are needed (plus the null set)")
         with self._timed("random"):
-            self._random_acts = self._activations(random.images, "random sets: activations")
+            self._random_acts = self._activations(random.images, "random activations")
         self.random_ = random
         return self
 
@@ -172,10 +176,14 @@ class ConceptExtractor:
         self.check()
         masks: list[np.ndarray] = []
         with self._timed("segment"):
-            tick = self._tick(f"{g}: segments")
+            tick = self._tick("segments", g)
             for i, image in enumerate(images.discovery):
                 self.check()
-                masks.append(segment_masks(image, cfg.segments, cfg.compactness, cfg.sigma, MIN_AREA, MAX_IOU))
+                valid = None
+                if cfg.skip_empty and images.discovery_empty is not None:
+                    valid = images.discovery_empty[i] == 0
+                masks.append(segment_masks(image, cfg.segments, cfg.compactness, cfg.sigma, MIN_AREA, MAX_IOU,
+                                           valid))
                 tick(i + 1, len(images.discovery))
         with self._timed("patches"):
             patch_image = np.concatenate([np.full(len(m), i, np.int64) for i, m in enumerate(masks)])
@@ -186,7 +194,7 @@ class ConceptExtractor:
         if len(patches) == 0:
             raise ValueError(f"genre {g}: SLIC produced no segments")
         with self._timed("activations"):
-            acts = self._activations(patches, f"{g}: activations")
+            acts = self._activations(patches, "activations", g)
         self.check()
         with self._timed("cluster"):
             if cfg.patch_mode == "inplace":  # the response to the segment, where it is
@@ -198,10 +206,10 @@ class ConceptExtractor:
             )
         log.info("%s: %d patches, %d concepts", g, len(patches), len(concepts))
         with self._timed("gradients"):
-            grads = self._gradients(images.score, images.class_index, f"{g}: gradients")
+            grads = self._gradients(images.score, images.class_index, g)
         self.check()
         with self._timed("cav"):
-            fit = self._fit_cavs(acts, concepts, f"{g}: CAVs")
+            fit = self._fit_cavs(acts, concepts, g)
         self.check()
         R = self.random_.experiments
         K = len(concepts)
@@ -213,12 +221,15 @@ class ConceptExtractor:
             null = scores[K * R :]
             p = stats.paired_pvalues(tcav, null) if K else np.zeros(0)
             sig = stats.significant(p, cfg.significance, cfg.correction)
+            if len(images.score) < required_score_songs(cfg.significance, cfg.min_score_songs):
+                sig[:] = False  # too few songs for any outcome to be significant (see whypop.ace.planning)
             average = np.kron(np.eye(K, dtype=np.float32), np.full((1, R), 1.0 / R, np.float32))  # (K, K R)
             average = np.concatenate([average, np.zeros((K, len(fit) - K * R), np.float32)], axis=1)
             mean_cavs = fit.combine(average) if K else np.zeros((0, int(np.prod(grads.shape[1:]))), np.float32)
             accuracy = fit.accuracy[: K * R].reshape(K, R).mean(axis=1) if K else np.zeros(0)
         with self._timed("flags"):
-            dark = self._darkness(images.discovery, masks, patch_image, patch_segment, concepts)
+            dark = self._darkness(images.discovery, masks, patch_image, patch_segment, concepts,
+                                  images.discovery_empty)
         renders = {}
         for ci, c in enumerate(concepts):
             for rank, idx in enumerate(c.members[: self.render]):
@@ -230,7 +241,7 @@ class ConceptExtractor:
             null_accuracy=float(fit.accuracy[K * R :].mean()), darkness=dark, renders=renders,
         )
 
-    def _fit_cavs(self, acts: np.ndarray, concepts: list[Concept], stage: str) -> cavs_mod.CavFit:
+    def _fit_cavs(self, acts: np.ndarray, concepts: list[Concept], genre: str) -> cavs_mod.CavFit:
         """All CAVs of the genre in one call: concepts x random sets, then null x random sets."""
         random = self.random_
         assert random is not None and self._random_acts is not None
@@ -244,16 +255,18 @@ class ConceptExtractor:
             positive = np.arange(starts[ci], starts[ci + 1])
             pairs.extend(cavs_mod.CavPair(positive, offset + s) for s in random.sets[1:])
         pairs.extend(cavs_mod.CavPair(offset + random.sets[0], offset + s) for s in random.sets[1:])
-        return cavs_mod.fit_cavs(X, pairs, self.cfg.cav_mode, seed=self.cfg.seed, tick=self._tick(stage),
+        return cavs_mod.fit_cavs(X, pairs, self.cfg.cav_mode, seed=self.cfg.seed, tick=self._tick("CAVs", genre),
                                  device=str(self.probe.device))
 
-    def _darkness(self, discovery, masks, patch_image, patch_segment, concepts) -> list[flags.Darkness]:
-        maps = [flags.band_map(img, self.cfg.black_level) for img in discovery]
+    def _darkness(self, discovery, masks, patch_image, patch_segment, concepts, empty=None) -> list[flags.Darkness]:
+        maps = [flags.band_map(img, self.cfg.black_level, self.band_width) for img in discovery]
         out = []
         for c in concepts:
             vals = []
             for idx in c.members:
                 black, banded = maps[patch_image[idx]]
-                vals.append(flags.patch_darkness(black, banded, masks[patch_image[idx]][patch_segment[idx]]))
+                mask = masks[patch_image[idx]][patch_segment[idx]]
+                regions = None if empty is None else empty[patch_image[idx]]
+                vals.append(flags.patch_darkness(black, banded, mask) + flags.patch_empty(regions, mask))
             out.append(flags.darkness(vals))
         return out

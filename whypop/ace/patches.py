@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-MODES = ("faithful", "inplace")
+from whypop.config import PatchMode, choices
+
+MODES = choices(PatchMode)
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -12,6 +12,8 @@ from typing import Iterable
 
 import numpy as np
 
+from whypop.model import preprocess
+
 
 def region_mask(shape: tuple[int, int], boxes: Iterable[tuple[int, int, int, int]]) -> np.ndarray:
     """Boolean (H, W) union of pixel boxes (x0, y0, x1, y1), ends exclusive."""
@@ -41,8 +43,6 @@ def signature_reliance(
     signature is hidden, and then no concept can honestly be expected on it.
     """
     import torch
-
-    from whypop.model import preprocess
 
     occluded = np.array(images, copy=True)
     value = np.uint8(np.clip(round(float(fill)), 0, 255))

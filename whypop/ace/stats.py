@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-CORRECTIONS = ("holm", "bonferroni", "none")
+from whypop.config import Correction, choices
+
+CORRECTIONS = choices(Correction)
 
 
 def paired_pvalues(scores: np.ndarray, null: np.ndarray) -> np.ndarray:

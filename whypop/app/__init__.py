@@ -5,7 +5,9 @@ concepts within a song), each a module with its layout and callbacks; figures co
 pure builders in :mod:`whypop.app.figures`; images and audio from routes in
 :mod:`whypop.app.routes`. Every callback is registered on the app built here (no global
 app), so one process can build several apps, e.g. under different prefixes on one Flask
-server. The app only reads the store.
+server. The panels only read the run, except that concept audio (:mod:`whypop.listen`) is
+cached under its extraction once rendered and song uploads (panel 5) are written under the
+run's ``uploads/`` directory, never over its data.
 
 Embedding::
 
@@ -47,6 +49,7 @@ def create_app(
     server: "Flask | bool | None" = None,
     read_only: bool | None = None,
     compress: bool = True,
+    allow_upload: bool | None = None,
     title: str = "Why Pop?",
 ) -> "dash.Dash":
     """Build the dashboard for one run.
@@ -55,14 +58,16 @@ def create_app(
     to Dash's ``DASH_*_PATHNAME_PREFIX`` variables (default "/"). ``server``: an existing
     Flask app to attach to (None creates one). ``read_only``: hide the re-extraction form
     and register no job callback (None: ``WHYPOP_READ_ONLY`` or the run's
-    ``serve.read_only``); the panels never write. ``compress``: gzip/brotli
+    ``serve.read_only``); the panels never write. ``allow_upload``: accept song uploads to
+    explain in read-only mode (None: ``WHYPOP_ALLOW_UPLOAD`` or ``serve.allow_upload``; a
+    writable dashboard always accepts them, stored under ``<run>/uploads/``). ``compress``: gzip/brotli
     responses (flask-compress), which keeps the first page load small.
     """
     import dash
     import dash_bootstrap_components as dbc
     from dash import dcc, html
 
-    from whypop.app import clusters, examples, ids, importance, links, radar, reextract, song
+    from whypop.app import clusters, examples, explain, ids, importance, links, radar, reextract, song
     from whypop.background import make_manager
     from whypop.app.context import AppContext
     from whypop.app.data import AppData
@@ -86,8 +91,13 @@ def create_app(
     data = AppData(store)
     if read_only is None:
         read_only = os.environ.get("WHYPOP_READ_ONLY", "").lower() in ("1", "true", "yes") or data.config.serve.read_only
-    ctx = AppContext(data=data, requests_prefix=app.config.requests_pathname_prefix, read_only=read_only)
-    manager, celery_app = (None, None) if read_only else make_manager(store.root)
+    serve_cfg = data.config.serve
+    if allow_upload is None:
+        allow_upload = os.environ.get("WHYPOP_ALLOW_UPLOAD", "").lower() in ("1", "true", "yes") or serve_cfg.allow_upload
+    allow_upload = bool(allow_upload) or not read_only
+    ctx = AppContext(data=data, requests_prefix=app.config.requests_pathname_prefix, read_only=read_only,
+                     allow_upload=allow_upload, upload_max_mb=serve_cfg.upload_max_mb)
+    manager, celery_app = (None, None) if read_only and not allow_upload else make_manager(store.root)
 
     def header():
         return dbc.Row([
@@ -113,8 +123,11 @@ def create_app(
     for module in (links, importance, clusters, examples, radar, song):
         module.register(app, ctx)
     reextract.register(app, ctx, manager)
+    explain.register(app, ctx, manager, allow_upload, cache=allow_upload)
+    explain.register_routes(app.server, app.config.routes_pathname_prefix, ctx, allow_upload,
+                            serve_cfg.upload_max_mb, serve_cfg.upload_max_seconds)
     app.whypop_celery = celery_app
-    register_routes(app.server, app.config.routes_pathname_prefix, data)
+    register_routes(app.server, app.config.routes_pathname_prefix, data, explain_cache=allow_upload)
     protect(app.server, app.config.routes_pathname_prefix, serve_settings(data.config))
     _refuse_malformed_callbacks(app)
     app.whypop_data = data  # for tests and embedding code

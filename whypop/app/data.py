@@ -15,11 +15,13 @@ from typing import Sequence
 
 import numpy as np
 
-from whypop.config import AudioConfig, Config
+from whypop.config import AudioConfig, Config, resolve_config
 from whypop.errors import NotFound
 from whypop.features import AUDIO_FEATURES, ECHONEST_FEATURES, FeatureSpec, format_value, percentile_scale
-from whypop.results import load_arrays
-from whypop.store import MAX_ID, MAX_TRACK_ID, RunStore, Track
+from whypop.extraction_files import load_arrays
+from whypop.ids import is_track_id, parse_id
+from whypop.results import ExtractionSummary
+from whypop.store import RunStore, Track
 
 FEATURE_SOURCES: dict[str, tuple[FeatureSpec, ...]] = {"echonest": ECHONEST_FEATURES, "audio": AUDIO_FEATURES}
 EXAMPLES_PER_CONCEPT = 10
@@ -62,6 +64,9 @@ class ExtractionView:
     layer: str | None
     created: float
     model_id: int | None
+    score_songs: dict[str, int] = field(default_factory=dict)  # genre -> songs its TCAV scores rest on
+    min_score_songs: int = 0  # fewer score songs: no concept is reported significant
+    plan_line: str | None = None  # what the extraction used and what it means, when it was scaled down
 
     def concept(self, concept_id: int) -> Concept:
         for c in self.concepts:
@@ -129,7 +134,7 @@ class AppData:
     # -- run-wide ---------------------------------------------------------------------------
     @functools.cached_property
     def config(self) -> Config:
-        return self.store.stored_config() or Config()
+        return resolve_config(stored=self.store.get_meta("config"))
 
     @property
     def audio(self) -> AudioConfig:
@@ -139,7 +144,7 @@ class AppData:
         """Complete extractions, newest first, as dropdown options."""
         out = []
         for e in reversed(self.store.extractions(status="complete")):
-            n = sum(len(g.get("discovery") or ()) for g in ((e.get("summary") or {}).get("genres") or {}).values())
+            n = ExtractionSummary.from_dict(e.get("summary")).discovery_songs
             label = f"extraction {e['extraction_id']}"
             if e.get("model_id") is not None:
                 label += f" (model {e['model_id']})"
@@ -175,25 +180,23 @@ class AppData:
     # Every cache of the app is keyed by what these return, never by a raw request value.
     def extraction_id(self, value: object) -> int | None:
         """The id of a complete extraction of this run, from an untrusted value; None otherwise."""
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
-            return None
         try:
-            return self.view(value).extraction_id
+            return self.view(parse_id(value, "extraction")).extraction_id
         except NotFound:
             return None
 
     def concept_id(self, extraction_id: int | None, value: object) -> int | None:
         """The id of a concept of a (validated) extraction, from an untrusted value; None otherwise."""
-        if extraction_id is None or isinstance(value, bool) or not isinstance(value, int):
+        if extraction_id is None:
             return None
         try:
-            return self.view(extraction_id).concept(value).concept_id
+            return self.view(extraction_id).concept(parse_id(value, "concept")).concept_id
         except NotFound:
             return None
 
     def track_id(self, value: object) -> str | None:
         """The id of a prepared (status ok) track, from an untrusted value; None otherwise."""
-        if not isinstance(value, str) or not 0 < len(value) <= MAX_TRACK_ID:
+        if not is_track_id(value):
             return None
         try:
             t = self.store.track(value)
@@ -216,9 +219,8 @@ class AppData:
         eid = int(ex["extraction_id"])
         rows = self.store.concepts(eid)
         concepts = tuple(_concept(r) for r in rows)
-        summary = ex.get("summary") or {}
-        genres_summary = summary.get("genres") or {}
-        genres = tuple(sorted({c.genre for c in concepts} | set(genres_summary)))
+        summary = ExtractionSummary.from_dict(ex.get("summary"))
+        genres = tuple(sorted({c.genre for c in concepts} | set(summary.genres)))
         threshold = _threshold(ex.get("params") or {}, self.config)
         with NPZ_LOCK:
             arrays = load_arrays(self.store, eid)
@@ -234,13 +236,26 @@ class AppData:
                 scores = np.asarray(scores, dtype=float)
                 if scores.size and np.isfinite(scores).any():
                     random_means[str(g)] = float(np.nanmean(scores))
-        discovery = {g: tuple(str(t) for t in (v.get("discovery") or ())) for g, v in genres_summary.items()}
+        discovery = {g: v.discovery for g, v in summary.genres.items()}
         return ExtractionView(
             extraction_id=eid, genres=genres, concepts=concepts, similar=similar, threshold=threshold,
             cluster_xy=cluster_xy, random_means=random_means, discovery=discovery,
-            layer=summary.get("layer") or (ex.get("params") or {}).get("extract", {}).get("layer"),
+            layer=summary.layer or (ex.get("params") or {}).get("extract", {}).get("layer"),
             created=float(ex["created"]), model_id=ex.get("model_id"),
+            score_songs={g: int(v.score_songs if v.score_songs is not None else len(v.score))
+                         for g, v in summary.genres.items()},
+            min_score_songs=int(summary.plan.get("min_score_songs") or 0),
+            plan_line=summary.plan.get("line") if summary.plan.get("scaled") else None,
         )
+
+    def faithfulness(self, extraction_id: int):
+        """The extraction's deletion and insertion tests, or None (read each time: they land after the extraction)."""
+        from whypop.ace.faithfulness import load_file
+
+        try:
+            return load_file(self.store.extraction(extraction_id)["path"])
+        except (NotFound, ValueError, KeyError, OSError):
+            return None
 
     @functools.lru_cache(maxsize=1024)
     def examples(self, extraction_id: int, concept_id: int, limit: int = EXAMPLES_PER_CONCEPT) -> tuple[Example, ...]:

@@ -16,8 +16,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from whypop.ace.faithfulness import Faithfulness
 from whypop.app.data import Concept, ExtractionView, Placement, SongFeatures
-from whypop.audio import hz_to_mel
+from whypop.geometry import fmax_hz, hz_to_row
 from whypop.config import AudioConfig
 
 # Colour-blind friendly qualitative palette (Okabe-Ito, then Tableau) for genres and songs.
@@ -89,22 +90,52 @@ def concept_hover(c: Concept) -> str:
 SIGNIFICANCE_FLAG = "not-significant"  # shown by the open marker already
 
 
-def _symbol(c: Concept) -> str:
-    """Filled = significant, open = not; a diamond when a spurious-concept flag is raised."""
+def _symbol(c: Concept, fails: bool = False) -> str:
+    """Filled = significant, open = not; a diamond when a spurious-concept flag is raised;
+    crossed (``-x``) when significance fails the deletion test."""
     flagged = any(flag != SIGNIFICANCE_FLAG for flag, _ in c.flags)
     base = "diamond" if flagged else "circle"
+    if fails:
+        return base + "-x-open"
     return base if c.significant else base + "-open"
 
 
-def _concept_trace(concepts: Sequence[Concept], x: Sequence[float], y: Sequence[float], genre: str, color: str) -> dict:
+def deletion_failures(faith: Faithfulness | None, concepts: Sequence[Concept],
+                      random_means: Mapping[str, float] | None = None) -> dict[int, str]:
+    """Concepts significant for raising their genre (TCAV above 0.5 and above the random
+    mean) whose deletion from held-out songs changes nothing: id -> why, for the hover."""
+    if faith is None:
+        return {}
+    effects = {e.concept_id: (g, e) for g in faith.genres.values() for e in g.concepts}
+    random_means = random_means or {}
+    out = {}
+    for c in concepts:
+        raising = c.tcav_mean > max(0.5, random_means.get(c.genre, 0.5))
+        if not c.significant or not raising or c.concept_id not in effects:
+            continue
+        g, e = effects[c.concept_id]
+        if not e.changes_nothing:
+            continue
+        if e.songs == 0:
+            out[c.concept_id] = f"significant by TCAV, but found in none of {g.songs} held-out songs"
+        else:
+            out[c.concept_id] = (f"significant by TCAV, but removing it changes nothing: p({_esc(c.genre)}) "
+                                 f"moves {e.drop:+.3f} over the {e.songs} held-out songs it is in")
+    return out
+
+
+def _concept_trace(concepts: Sequence[Concept], x: Sequence[float], y: Sequence[float], genre: str, color: str,
+                   fails: Mapping[int, str] | None = None) -> dict:
     n = len(concepts)
+    fails = fails or {}
+    hover = [concept_hover(c) + (f"<br>✗ {fails[c.concept_id]}" if c.concept_id in fails else "") for c in concepts]
     return dict(
         type="scatter", mode="markers", name=_esc(genre), meta="concepts", legendgroup=genre,
         x=list(map(float, x)), y=list(map(float, y)),
         customdata=[c.concept_id for c in concepts],
-        hovertext=[concept_hover(c) for c in concepts], hovertemplate="%{hovertext}<extra></extra>",
+        hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
         marker=dict(color=color, size=[BASE_SIZE] * n, opacity=[0.9] * n,
-                    symbol=[_symbol(c) for c in concepts], line=dict(width=1.5, color=color)),
+                    symbol=[_symbol(c, c.concept_id in fails) for c in concepts], line=dict(width=1.5, color=color)),
     )
 
 
@@ -113,9 +144,15 @@ def _selected_trace() -> dict:
                 marker=dict(size=BASE_SIZE + 10, symbol="circle-open", color="#111", line=dict(width=2.5, color="#111")))
 
 
-def importance_figure(view: ExtractionView, colors: Mapping[str, str], width_px: float = 640, height_px: float = 380) -> go.Figure:
-    """Panel 1: concept importance by genre, a beeswarm of TCAV scores (x = genre, y = score)."""
+def importance_figure(view: ExtractionView, colors: Mapping[str, str], width_px: float = 640, height_px: float = 380,
+                      faith: Faithfulness | None = None) -> go.Figure:
+    """Panel 1: concept importance by genre, a beeswarm of TCAV scores (x = genre, y = score).
+
+    With ``faith`` (the extraction's deletion test), significant concepts whose deletion
+    changes nothing on held-out songs are drawn crossed, with the reason in the hover.
+    """
     genres = list(view.genres)
+    fails = deletion_failures(faith, view.concepts, view.random_means)
     data: list[dict] = []
     plot_h = max(100.0, height_px - 90)
     slot_px = max(40.0, (width_px - 80) / max(1, len(genres)))
@@ -126,7 +163,7 @@ def importance_figure(view: ExtractionView, colors: Mapping[str, str], width_px:
         cs = [c for c in view.concepts if c.genre == genre]
         offsets = swarm_offsets([c.tcav_mean for c in cs], dx, dy)
         if cs:
-            data.append(_concept_trace(cs, gi + offsets, [c.tcav_mean for c in cs], genre, colors[genre]))
+            data.append(_concept_trace(cs, gi + offsets, [c.tcav_mean for c in cs], genre, colors[genre], fails))
         if genre in view.random_means:
             random_x += [gi - 0.45, gi + 0.45, None]
             random_y += [view.random_means[genre]] * 2 + [None]
@@ -137,15 +174,29 @@ def importance_figure(view: ExtractionView, colors: Mapping[str, str], width_px:
     data.append(_selected_trace())
     layout = _base_layout(height_px)
     layout.update(
-        xaxis=dict(tickvals=list(range(len(genres))), ticktext=[_esc(g) for g in genres], range=[-0.6, len(genres) - 0.4],
-                   showgrid=False, zeroline=False, fixedrange=True),
+        xaxis=dict(tickvals=list(range(len(genres))), ticktext=[_genre_tick(view, g) for g in genres],
+                   range=[-0.6, len(genres) - 0.4], showgrid=False, zeroline=False, fixedrange=True),
         yaxis=dict(title=dict(text="TCAV score"), range=[-0.03, 1.03], zeroline=False, gridcolor="#eee", fixedrange=True),
         legend=dict(orientation="h", y=-0.12, x=0, font=dict(size=11)),
         margin=dict(l=56, r=10, t=10, b=60),
     )
     if not view.concepts:
         layout["annotations"] = [_note("this extraction found no concepts")]
+    elif view.plan_line:
+        layout["annotations"] = [dict(text=_esc(_short(view.plan_line, 140)), xref="paper", yref="paper", x=0,
+                                      y=1.0, xanchor="left", yanchor="bottom", showarrow=False,
+                                      font=dict(size=10, color="#666"))]
+        layout["margin"]["t"] = 24
     return go.Figure(data=data, layout=layout)
+
+
+def _genre_tick(view: ExtractionView, genre: str) -> str:
+    """The genre's axis label with the number of songs its TCAV scores rest on."""
+    n = view.score_songs.get(genre)
+    if n is None:
+        return _esc(genre)
+    few = view.min_score_songs and n < view.min_score_songs
+    return f"{_esc(genre)}<br><span style='font-size:10px;color:{'#b00' if few else '#777'}'>{n} songs</span>"
 
 
 def concept_map_figure(view: ExtractionView, colors: Mapping[str, str], height_px: float = 380) -> go.Figure:
@@ -255,12 +306,16 @@ def radar_figure(songs: Sequence[SongFeatures], source: str, height_px: float | 
 
 
 def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioConfig, image_size: tuple[int, int],
-                colors: Mapping[int, str] | None = None, height_px: float = 360) -> go.Figure:
+                colors: Mapping[int, str] | None = None, height_px: float = 360,
+                song_seconds: float | None = None) -> go.Figure:
     """Panel 5: the song's spectrogram (a server-rendered image) with each concept patch outlined and labelled.
 
-    x is in seconds, y in image rows counted from the bottom (ticks in Hz). ``shapes[0]``
-    is the playhead that ``assets/whypop.js`` moves; the transparent heatmap (meta
-    "seek") makes every point of the image clickable to seek.
+    x is in seconds, y in image rows counted from the bottom (ticks in Hz, up to the
+    run's mel range). ``shapes[0]`` is the playhead that ``assets/whypop.js`` moves; the
+    transparent heatmap (meta "seek") makes every point of the image clickable to seek.
+    When the song (``song_seconds``) is shorter than the window, the part after its end
+    is shaded and labelled: silence padding, or the clip repeated (``audio.pad``); the
+    audio and the playhead stop at the song's end.
     """
     height, width = image_size
     duration = float(audio.duration)
@@ -276,8 +331,13 @@ def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioCon
                            line=dict(color=color, width=1.5), fillcolor="rgba(0,0,0,0)", layer="above"))
         annotations.append(dict(text=_esc(p.name), x=x0 * sec_per_px, y=height - y0, xanchor="left", yanchor="bottom",
                                 showarrow=False, font=dict(size=10, color="#fff"), bgcolor=_rgba(color, 0.85), borderpad=1))
-    top = float(hz_to_mel(audio.sample_rate / 2))
-    ticks = [f for f in (100, 250, 500, 1000, 2000, 4000, 8000, 16000) if f < audio.sample_rate / 2]
+    if song_seconds is not None and 0 < song_seconds < duration - 1e-3:
+        shapes.append(dict(type="rect", name="after-end", x0=song_seconds, x1=duration, y0=0, y1=height, xref="x",
+                           yref="y", line=dict(width=0), fillcolor="rgba(255,255,255,0.18)", layer="above"))
+        label = "song ends: silence padding" if audio.pad == "silence" else "song ends: the clip repeated"
+        annotations.append(dict(text=label, x=song_seconds, y=height / 2, xanchor="left", showarrow=False,
+                                font=dict(size=10, color="#fff"), bgcolor="rgba(0,0,0,0.6)"))
+    ticks = [f for f in (100, 250, 500, 1000, 2000, 4000, 8000, 16000) if f < fmax_hz(audio)]
     data = [dict(type="heatmap", meta="seek", z=[[0] * width], x0=sec_per_px / 2, dx=sec_per_px, y0=height / 2, dy=height,
                  opacity=0, showscale=False, hovertemplate="%{x:.2f} s — click to play from here<extra></extra>",
                  colorscale=[[0, "#000"], [1, "#000"]])]
@@ -288,7 +348,7 @@ def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioCon
         shapes=shapes, annotations=annotations, showlegend=False,
         xaxis=dict(title=dict(text="time (s)"), range=[0, duration], showgrid=False, zeroline=False, fixedrange=True),
         yaxis=dict(title=dict(text="frequency (Hz, mel scale)"), range=[0, height], showgrid=False, zeroline=False,
-                   fixedrange=True, tickvals=[height * float(hz_to_mel(f)) / top for f in ticks],
+                   fixedrange=True, tickvals=[height * (1 - float(hz_to_row(f, audio)) / audio.image_size) for f in ticks],
                    ticktext=[f"{f // 1000}k" if f >= 1000 else str(f) for f in ticks]),
         margin=dict(l=60, r=10, t=10, b=45),
     )
@@ -302,6 +362,57 @@ def concept_colors(placements: Sequence[Placement]) -> dict[int, str]:
         if p.concept_id not in out:
             out[p.concept_id] = PALETTE[len(out) % len(PALETTE)]
     return out
+
+
+VERDICT_K = 3  # the verdict speaks of the top 3 concepts (fewer when a genre has fewer)
+
+
+def verdict_lines(faith: Faithfulness | None) -> list[str]:
+    """Panel 1's verdicts: per genre, what removing its top concepts does to accuracy."""
+    if faith is None:
+        return []
+    return [g.verdict(VERDICT_K) for g in faith.genres.values()]
+
+
+def faithfulness_figure(faith: Faithfulness | None, colors: Mapping[str, str], height_px: float = 190) -> go.Figure:
+    """Small curves per genre: p(genre) on held-out songs after deleting k concepts, k = 0..5.
+
+    Solid in the genre's colour: the top-k concepts by TCAV; grey dashed: random regions
+    of the same area in the same songs; grey dotted: the k lowest-ranked concepts. k = 0
+    is the songs untouched.
+    """
+    if faith is None or not faith.genres:
+        return message_figure("no deletion test for this extraction yet (`whypop evaluate --run RUN_DIR`)", height_px)
+    genres = list(faith.genres)
+    n = len(genres)
+    gap = 0.04
+    width = (1 - gap * (n - 1)) / n
+    data: list[dict] = []
+    layout = _base_layout(height_px)
+    annotations = []
+    for i, genre in enumerate(genres):
+        g = faith.genres[genre]
+        d = g.deletion.probability
+        ks = list(range(0, len(d.top) + 1))
+        ax = "" if i == 0 else str(i + 1)
+        color = colors.get(genre, "#333")
+        for name, ys, line in (("top concepts", d.top, dict(color=color, width=2)),
+                               ("random regions, same area", d.random, dict(color="#888", width=1.5, dash="dash")),
+                               ("bottom concepts", d.bottom, dict(color="#bbb", width=1.5, dash="dot"))):
+            data.append(dict(type="scatter", mode="lines+markers", x=ks, y=[d.baseline, *ys], xaxis=f"x{ax}",
+                             yaxis=f"y{ax}", name=name, legendgroup=name, showlegend=i == 0 and name != "top concepts",
+                             line=line, marker=dict(size=4, color=line["color"]), meta="faithfulness",
+                             hovertemplate=f"{_esc(genre)}: {name}, k=%{{x}}: p=%{{y:.2f}}<extra></extra>"))
+        x0 = i * (width + gap)
+        layout[f"xaxis{ax}"] = dict(domain=[x0, x0 + width], tickvals=ks, fixedrange=True, showgrid=False,
+                                    zeroline=False, title=dict(text="concepts removed", font=dict(size=10)))
+        layout[f"yaxis{ax}"] = dict(range=[-0.03, 1.03], fixedrange=True, gridcolor="#eee", zeroline=False,
+                                    showticklabels=i == 0, title=dict(text=f"p(genre)" if i == 0 else ""))
+        annotations.append(dict(text=f"<b>{_esc(genre)}</b> ({g.songs} songs)", x=x0 + width / 2, y=1.0,
+                                xref="paper", yref="paper", yanchor="bottom", showarrow=False, font=dict(size=11)))
+    layout.update(annotations=annotations, margin=dict(l=48, r=10, t=22, b=62),
+                  legend=dict(orientation="h", y=-0.42, x=0, font=dict(size=10)))
+    return go.Figure(data=data, layout=layout)
 
 
 def message_figure(text: str, height_px: float = 300) -> go.Figure:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 AUDIO_CLASS = "whypop-audio"  # the <audio> element of panel 5
 SONG_GRAPH_CLASS = "whypop-song-graph"  # the dcc.Graph of panel 5
+EXAMPLE_AUDIO_CLASS = "whypop-example-audio"  # the <audio> element of panel 3
+PLAY_CLASS = "whypop-play"  # an example's play button (data-src: its solo clip)
+PLAY_ALL_CLASS = "whypop-play-all"  # panel 3's "play all"
 
 
 def _id(panel: str, part: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from whypop.app import figures, ids
 from whypop.app.context import AppContext
 from whypop.app.data import AppData
 from whypop.errors import NotFound
-from whypop.store import MAX_ID
+from whypop.ids import parse_id
 
 FEATURE_CHOICES = ("echonest", "audio")
 
@@ -69,7 +69,7 @@ def resolve(data: AppData, extraction: Any = None, concept: Any = None, song: An
     eid = None
     if extraction not in (None, ""):
         try:
-            eid = data.view(_as_int(extraction)).extraction_id
+            eid = data.view(parse_id(extraction, "extraction")).extraction_id
         except NotFound:
             eid = None
     if eid is None:
@@ -77,7 +77,7 @@ def resolve(data: AppData, extraction: Any = None, concept: Any = None, song: An
     cid = None
     if eid is not None and concept not in (None, ""):
         try:
-            cid = data.view(eid).concept(_as_int(concept)).concept_id
+            cid = data.view(eid).concept(parse_id(concept, "concept")).concept_id
         except NotFound:
             cid = None
     tid = data.track_id(song)
@@ -140,16 +140,19 @@ def overview(data: AppData, extraction_id: int | None) -> tuple:
     """Panels 1 and 2, the similarity lists, and the model line for one extraction."""
     if extraction_id is None:
         msg = "this run has no complete extraction yet: run `whypop extract --run RUN_DIR`"
-        return figures.message_figure(msg), figures.message_figure(msg), None, model_line(data, None)
+        return (figures.message_figure(msg), figures.message_figure(msg), None, model_line(data, None),
+                figures.message_figure("", 190), [])
     view = data.view(extraction_id)
+    faith = data.faithfulness(extraction_id)
     colors = figures.genre_colors(view.genres)
     similar = {
         "similar": {str(k): list(v) for k, v in view.similar.items()},
         "cluster": {str(c.concept_id): c.cluster for c in view.concepts},
         "threshold": view.threshold,
     }
-    return (figures.importance_figure(view, colors), figures.concept_map_figure(view, colors), similar,
-            model_line(data, view.model_id, view))
+    verdicts = [html.Div(line) for line in figures.verdict_lines(faith)]
+    return (figures.importance_figure(view, colors, faith=faith), figures.concept_map_figure(view, colors), similar,
+            model_line(data, view.model_id, view), figures.faithfulness_figure(faith, colors), verdicts)
 
 
 def model_line(data: AppData, model_id: int | None, view=None) -> list:
@@ -231,17 +234,19 @@ def register(app: dash.Dash, ctx: AppContext) -> None:
         Output(ids.clusters("graph"), "figure"),
         Output(ids.links("similar"), "data"),
         Output(ids.header("model"), "children"),
+        Output(ids.importance("faithfulness"), "figure"),
+        Output(ids.importance("verdict"), "children"),
         Input(ids.links("extraction"), "data"),
         prevent_initial_call=True,
     )
     def show_extraction(extraction_id):
         eid = data.extraction_id(extraction_id)
         if eid is None and extraction_id is not None:  # not an extraction of this run: keep what is shown
-            return (dash.no_update,) * 4
-        return cached_overview(eid)
+            return (dash.no_update,) * 6
+        return cached_overview(eid, data.faithfulness(eid) is not None if eid is not None else False)
 
     @functools.lru_cache(maxsize=16)
-    def cached_overview(extraction_id):
+    def cached_overview(extraction_id, tested):  # tested: the deletion test lands after the extraction
         return overview(data, extraction_id)
 
     app.clientside_callback(
@@ -269,13 +274,3 @@ def _point(click: dict | None) -> dict | None:
 
 def _choice(features: Any) -> bool:
     return isinstance(features, str) and features in FEATURE_CHOICES
-
-
-def _as_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise NotFound("bad id")
-    if isinstance(value, int) and 0 <= value <= MAX_ID:
-        return value
-    if isinstance(value, str) and value.isdecimal() and value.isascii() and len(value) <= 18:
-        return int(value)
-    raise NotFound("bad id")

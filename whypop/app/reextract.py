@@ -2,7 +2,7 @@
 
 The job runs as a Dash background callback (diskcache by default, Celery when
 ``WHYPOP_REDIS_URL`` is set: see :mod:`whypop.background`) that calls the same stage
-code as ``whypop extract`` through :mod:`whypop.jobs`. One job per run: a second
+code as ``whypop extract`` through :mod:`whypop.app.jobs`. One job per run: a second
 request (another tab, another worker) joins the running job and follows its progress.
 Cancel is cooperative: the job stops at its next progress step, marks itself
 cancelled and removes its partial data. In read-only mode none of this is registered,
@@ -19,15 +19,18 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, dcc, html, no_update
 
-from whypop.app import ids
+from whypop.app import ids, jobs
 from whypop.app.context import AppContext
-from whypop.config import ConfigError, ExtractConfig
-from whypop.errors import WhypopError
+from whypop.config import CavMode, ConfigError, PatchMode, choices
+from whypop.errors import Cancelled, WhypopError
+from whypop.ids import short as _short  # a message never echoes a whole request
+from whypop.results import JobProgress
+from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
 
-PATCH_MODES = ("faithful", "inplace")
-CAV_MODES = ("fast", "exact")
+PATCH_MODES = choices(PatchMode)
+CAV_MODES = choices(CavMode)
 MAX_TEXT = 200  # characters of a text field (a layer name, the segment counts, a genre)
 FIELDS = ("layer", "n_clusters", "segments", "random_experiments", "discovery_images", "patch_mode", "cav_mode", "genres")
 
@@ -93,21 +96,13 @@ def parse_form(layer: Any, n_clusters: Any, segments: Any, random_experiments: A
     return params
 
 
-def _short(value: Any, n: int = 40) -> str:
-    """repr of a form value, cut to ``n`` characters (a message never echoes a whole request)."""
-    text = repr(value)
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def check(store, params: dict) -> None:
     """Validate against the run (config ranges, known genres, the model's layers)."""
-    from whypop.jobs import validate_params
-
-    cfg, _ = validate_params(store, params)
+    cfg, _ = jobs.validate_params(store, params)
     model = store.current_model()
     if model is None:
         raise WhypopError("this run has no model yet: train one first")
-    layers = model_layers(model["arch"], len(model["config"].get("genres", [])) or len(store.genres()))
+    layers = model_layers(model["arch"], len(store.genres()))
     if cfg.extract.layer not in layers:
         raise ConfigError(f"layer {cfg.extract.layer!r} is not a layer of {model['arch']}")
 
@@ -194,9 +189,6 @@ def register(app, ctx: AppContext, manager) -> None:
     @app.callback(Output(ids.jobs("stage"), "children", allow_duplicate=True),
                   Input(ids.jobs("cancel"), "n_clicks"), prevent_initial_call=True)
     def cancel(n_clicks):
-        from whypop import jobs
-        from whypop.store import RunStore
-
         store = RunStore(run_root)  # the panels' store is read-only
         active = [j for j in store.jobs() if j["status"] in jobs.ACTIVE]
         for j in active:
@@ -206,10 +198,6 @@ def register(app, ctx: AppContext, manager) -> None:
 
 def start_job(run_root: str, n_clicks: Any, values: tuple, set_progress) -> tuple:
     """Body of the background callback: validate, claim (or join), run, report."""
-    from whypop import jobs
-    from whypop.errors import Cancelled
-    from whypop.store import RunStore
-
     if not n_clicks:
         return no_update, no_update
     store = RunStore(run_root)
@@ -219,16 +207,17 @@ def start_job(run_root: str, n_clicks: Any, values: tuple, set_progress) -> tupl
     except WhypopError as exc:
         return dbc.Alert(f"not started: {exc}", color="warning", className="py-1 px-2 mb-0"), no_update
 
-    def report(stage: str, fraction: float) -> None:
-        set_progress((round(100 * fraction), f"{stage} ({100 * fraction:.0f}% of the job)"))
+    def report(progress: JobProgress) -> None:
+        pct = 100 * progress.fraction
+        set_progress((round(pct), f"{progress.text} ({pct:.0f}% of the job)"))
 
     claim = jobs.claim(store, "extract", params, started_by="dashboard")
     try:
         if claim.created:
-            report("starting", 0.0)
+            report(JobProgress("starting"))
             extraction_id = jobs.run_extraction_job(store, claim.job_id, report=report)
         else:
-            report("joined the running job", 0.0)
+            report(JobProgress("joined the running job"))
             job = jobs.wait(store, claim.job_id, report=report)
             if job["status"] != "complete":
                 return dbc.Alert(f"the running job ended: {job['status']} ({job.get('error') or ''})",

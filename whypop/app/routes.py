@@ -15,6 +15,19 @@ URLs (relative to the prefix)::
                                                      (?concept=<id>: only that concept's)
     audio/<track_id>                                 the song's audio (HTTP Range; transcoded to
                                                      WAV when browsers cannot play the source)
+    listen/<extraction>/<concept>/<rank>/<mode>.wav  a concept example as sound (mode solo or
+                                                     without; see whypop.listen)
+    listen/<extraction>/<concept>/song/<track_id>/<mode>.wav
+                                                     the concept's regions in a song, over the
+                                                     song's whole analysed window: its stored
+                                                     patches in a discovery song, else where the
+                                                     song's explanation places the concept
+    listen/<extraction>/<concept>/upload/<sha256>/<mode>.wav
+                                                     the same in an uploaded song (once explained)
+
+Concept audio is rendered on the first request and cached as WAV under the extraction;
+responses say the gain (``X-Whypop-Gain-Db``) and, when the song's audio was missing and
+the sound was rebuilt from the image, ``X-Whypop-Fallback``.
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import hashlib
 import struct
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from flask import Flask, Response, abort, request, send_file
@@ -35,7 +48,10 @@ from whypop.app.data import NPZ_LOCK, AppData
 from whypop.app.figures import genre_colors
 from whypop.datasets import audio_file_problem
 from whypop.errors import NotFound, WhypopError
-from whypop.results import load_mask
+from whypop.ids import parse_id
+from whypop.extraction_files import load_mask
+from whypop.listen import Listener, Rendered
+from whypop.sonify import MODES
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +63,25 @@ IMAGE_MAX_AGE = 24 * 3600  # seconds
 AUDIO_MAX_AGE = 3600
 
 
-def register_routes(server: Flask, prefix: str, data: AppData) -> dict[str, str]:
+def register_routes(server: Flask, prefix: str, data: AppData, explain_cache: bool = False) -> dict[str, str]:
     """Add the image and audio routes to ``server`` under ``prefix`` (Dash's routes prefix).
 
     Returns {name: rule}. Endpoint names include the prefix, so two apps can share a server.
+    ``explain_cache``: whether explaining a song (for its concept audio) may cache the
+    extraction's concept bank in the run (as panel 5's explanations do).
     """
-    r = _Renderer(data)
+    r = _Renderer(data, explain_cache)
     rules: dict[str, tuple[str, Callable]] = {
         "spec": ("img/spec/<track_id>.png", r.spectrogram),
         "patch": ("img/patch/<extraction_id>/<concept_id>/<rank>.png", r.patch),
         "context": ("img/context/<extraction_id>/<concept_id>/<rank>.png", r.context),
         "song": ("img/song/<extraction_id>/<track_id>.png", r.song),
         "audio": ("audio/<track_id>", r.audio),
+        "listen_example": ("listen/<extraction_id>/<concept_id>/<rank>/<mode>.wav", r.listen_example),
+        "listen_song": ("listen/<extraction_id>/<concept_id>/song/<track_id>/<mode>.wav", r.listen_song),
+        "listen_upload": ("listen/<extraction_id>/<concept_id>/upload/<digest>/<mode>.wav", r.listen_upload),
+        "listen_other": ("listen/<path:rest>", _not_found),
+        "listen_root": ("listen/", _not_found),
         "img_other": ("img/<path:rest>", _not_found),
         "audio_other": ("audio/<path:rest>", _not_found),
         "img_root": ("img/", _not_found),
@@ -94,9 +117,11 @@ def _not_found(rest: str = ""):
 
 
 class _Renderer:
-    def __init__(self, data: AppData):
+    def __init__(self, data: AppData, explain_cache: bool = False):
         self.data = data
+        self.explain_cache = explain_cache
         self.store = data.store
+        self.listener = Listener(data.store, npz_lock=NPZ_LOCK, confine=True)
 
     # -- images -------------------------------------------------------------------------------
     def spectrogram(self, track_id: str) -> Response:
@@ -112,17 +137,17 @@ class _Renderer:
         return _png(self._context_png(eid, cid, rk), self._etag("context", eid, cid, rk, self.data.view(eid).created))
 
     def song(self, extraction_id: str, track_id: str) -> Response:
-        eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
         self.store.track(track_id)
         only = request.args.get("concept")
-        cid = None if only is None else int(self.store.concept(eid, _int(only))["concept_id"])
+        cid = None if only is None else int(self.store.concept(eid, parse_id(only, "concept"))["concept_id"])
         return _png(self._song_png(eid, track_id, cid),
                     self._etag("song", eid, track_id, cid, self.data.view(eid).created))
 
     def _patch_ids(self, extraction_id: str, concept_id: str, rank: str) -> tuple[int, int, int]:
-        eid = int(self.store.extraction(_int(extraction_id))["extraction_id"])
-        cid = int(self.store.concept(eid, _int(concept_id))["concept_id"])
-        rk = _int(rank)
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
+        cid = int(self.store.concept(eid, parse_id(concept_id, "concept"))["concept_id"])
+        rk = parse_id(rank, "rank")
         self.data.example(eid, cid, rk)  # NotFound when the rank does not exist
         return eid, cid, rk
 
@@ -182,6 +207,61 @@ class _Renderer:
         wav = WavStream(path, max_seconds=float(self.data.audio.duration))
         etag = self._etag("audio", track_id, stat.st_mtime_ns, stat.st_size, wav.max_seconds)
         return wav.response(etag)
+
+    def listen_example(self, extraction_id: str, concept_id: str, rank: str, mode: str) -> Response:
+        eid, cid, rk = self._patch_ids(extraction_id, concept_id, rank)
+        if mode not in MODES:
+            raise NotFound(f"unknown mode {mode!r}")
+        return self._wav(self.listener.example(eid, cid, rk, mode))
+
+    def listen_song(self, extraction_id: str, concept_id: str, track_id: str, mode: str) -> Response:
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
+        cid = int(self.store.concept(eid, parse_id(concept_id, "concept"))["concept_id"])
+        if self.store.track(track_id).status != "ok":  # NotFound for unknown ids
+            raise NotFound(f"track {track_id!r} was not prepared: its audio is not served")
+        if mode not in MODES:
+            raise NotFound(f"unknown mode {mode!r}")
+        if track_id in self.listener.discovery_songs(eid):  # the stored patches, as panel 5 draws them
+            return self._wav(self.listener.song(eid, cid, track_id, mode))
+        return self._wav(self.listener.placed(eid, cid, track_id, mode, lambda: self._track_mask(eid, cid, track_id)))
+
+    def listen_upload(self, extraction_id: str, concept_id: str, digest: str, mode: str) -> Response:
+        import pipelines.explain as pe
+
+        eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
+        cid = int(self.store.concept(eid, parse_id(concept_id, "concept"))["concept_id"])
+        audio = pe.upload_audio(self.store, digest)  # NotFound for a bad or unknown id
+        if mode not in MODES:
+            raise NotFound(f"unknown mode {mode!r}")
+        return self._wav(self.listener.placed(eid, cid, digest, mode,
+                                              lambda: pe.upload_placed_mask(self.store, digest, eid, cid),
+                                              audio_path=audio))
+
+    def _track_mask(self, eid: int, cid: int, track_id: str):
+        """Where the song's explanation (panel 5's, this process; else made now) places the concept."""
+        import pipelines.explain as pe
+        from whypop.app.explain import compute
+        from whypop.progress import null_progress
+
+        e = compute(str(self.store.root), {"kind": "track", "id": track_id, "extraction": eid}, self.explain_cache,
+                    null_progress)
+        return pe.placed_mask(self.store, eid, self.store.load_spectrogram(track_id), e, cid)
+
+    def _wav(self, rendered: Rendered) -> Response:
+        path = rendered.path
+        if path.is_relative_to(self.store.root):  # cached in the run: served from the file (Range, ETag)
+            resp = send_file(path, mimetype="audio/wav", conditional=True, max_age=AUDIO_MAX_AGE)
+        else:  # a run we cannot write to: a one-off render
+            data = path.read_bytes()
+            path.unlink(missing_ok=True)
+            resp = Response(data, mimetype="audio/wav")
+            resp.cache_control.max_age = AUDIO_MAX_AGE
+            resp = resp.make_conditional(request, accept_ranges=True, complete_length=len(data))
+        resp.headers["Accept-Ranges"] = "bytes"
+        resp.headers["X-Whypop-Gain-Db"] = f"{rendered.info.gain_db:.2f}"
+        if rendered.info.fallback:
+            resp.headers["X-Whypop-Fallback"] = rendered.info.fallback.split(":")[0]
+        return resp
 
     def _audio_file(self, track_id: str) -> Path:
         """The audio file of a prepared track, only if it lies inside the run or its audio root.
@@ -310,10 +390,3 @@ def _png(data: bytes, etag: str) -> Response:
     resp.cache_control.public = True
     resp.cache_control.max_age = IMAGE_MAX_AGE
     return resp.make_conditional(request)
-
-
-def _int(value: str) -> int:
-    """A non-negative decimal id from a URL; NotFound for anything else ('1e3', '-1', ' 1')."""
-    if not isinstance(value, str) or not value.isdecimal() or not value.isascii() or len(value) > 18:
-        raise NotFound(f"bad id {value!r}")
-    return int(value)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 
+from whypop.env import setup_environment
 from whypop.errors import StoreError
 
 
 def create_dash_app():
     """The Dash app for the run named by ``WHYPOP_RUN`` (also built by Celery workers)."""
+    setup_environment()
     from whypop.app import create_app
     from whypop.store import RunStore
 

@@ -7,7 +7,8 @@ killed, even with SIGKILL, on this or another machine) is marked failed by the n
 claim, and its partial extraction is removed, so the next job starts cleanly and the
 previous extractions stay intact. The runner is the same stage code as ``whypop
 extract``; the Dash background callback (diskcache or Celery) only calls
-:func:`run_extraction_job`.
+:func:`run_extraction_job`. A job's progress is stored as typed columns (stage, step,
+genre, done, total, fraction: :class:`whypop.results.JobProgress`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from whypop.errors import ConfigError, NotFound, WhypopError
+import pipelines.extract
+from whypop.config import Config, resolve_config
+from whypop.errors import Cancelled, ConfigError, NotFound, WhypopError
+from whypop.progress import ProgressEvent
+from whypop.results import JobProgress
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,8 @@ log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
 HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = 30.0  # no heartbeat for this long: the process is gone
+
+Report = Callable[[JobProgress], None]
 
 
 @dataclass(frozen=True)
@@ -126,14 +133,14 @@ def _finish(store: RunStore, job_id: str, status: str, error: str | None = None,
                 store.fail_extraction(ex["extraction_id"], error or status, status="cancelled" if status == "cancelled" else "failed")
 
 
-def validate_params(store: RunStore, params: dict[str, Any]):
-    """The run's configuration with the job's extract parameters applied (ConfigError if bad)."""
-    from whypop.config import Config, merge
+def validate_params(store: RunStore, params: dict[str, Any]) -> tuple[Config, list[str] | None]:
+    """The run's configuration with the job's extract parameters applied (ConfigError if bad).
 
-    stored = store.get_meta("config")
-    cfg = merge(Config(), stored, origin="stored config") if stored else Config()
+    The same precedence as the command line (:func:`whypop.config.resolve_config`): the
+    stored configuration, ``WHYPOP_CONFIG``, then the job's parameters.
+    """
     extract = {k: v for k, v in params.items() if k != "genres"}
-    cfg = merge(cfg, {"extract": extract}, origin="job parameters").validate()
+    cfg = resolve_config(stored=store.get_meta("config"), sections={"extract": extract} if extract else None)
     genres = params.get("genres") or None
     if genres:
         known = set(store.genres())
@@ -143,55 +150,56 @@ def validate_params(store: RunStore, params: dict[str, Any]):
     return cfg, genres
 
 
-_RANDOM_STEPS = ("loading", "patches", "activations")
-_GENRE_STEPS = ("loading", "segments", "activations", "gradients", "CAVs")
+RANDOM_STEPS = ("random loading", "random patches", "random activations")
+GENRE_STEPS = ("loading", "segments", "activations", "gradients", "CAVs")
 
 
-def overall_fraction(stage: str, done: int, total: int, genres: list[str]) -> float | None:
-    """How far a whole extraction is, from one stage's progress (None for an unknown stage).
+def overall_fraction(event: ProgressEvent, genres: list[str]) -> float | None:
+    """How far a whole extraction is, from one step's progress (None for an unknown step).
 
     The random sets, each genre and the summary count as equal parts, and within a part
     each of its steps too: a rough but steady measure (one bar from 0 to 100% rather
-    than one that starts over at every stage).
+    than one that starts over at every step).
     """
     parts = len(genres) + 2
-    head, _, step = stage.partition(": ")
-    within = min(1.0, done / total) if total else 0.0
-    if stage == "summary":
+    if event.step == "summary":
         part, steps = parts - 1, ("summary",)
-        step = "summary"
-    elif head == "random sets":
-        part, steps = 0, _RANDOM_STEPS
-    elif head in genres:
-        part, steps = 1 + genres.index(head), _GENRE_STEPS
+    elif event.genre is None and event.step in RANDOM_STEPS:
+        part, steps = 0, RANDOM_STEPS
+    elif event.genre in genres and event.step in GENRE_STEPS:
+        part, steps = 1 + genres.index(event.genre), GENRE_STEPS
     else:
         return None
-    i = steps.index(step) if step in steps else 0
-    return (part + (i + within) / len(steps)) / parts
+    return (part + (steps.index(event.step) + event.fraction) / len(steps)) / parts
+
+
+def _write_progress(db, job_id: str, p: JobProgress, heartbeat: float | None = None) -> None:
+    db.execute(
+        "UPDATE jobs SET heartbeat=COALESCE(?, heartbeat), stage=?, step=?, genre=?, done=?, total=?, progress=? "
+        "WHERE job_id=?",
+        (heartbeat, p.stage, p.step, p.genre, p.done, p.total, p.fraction, job_id),
+    )
 
 
 def run_extraction_job(
     store: RunStore,
     job_id: str,
-    report: Callable[[str, float], None] | None = None,
+    report: Report | None = None,
 ) -> int:
     """Run a claimed extraction job in this process; returns the new extraction id.
 
-    ``report(stage, fraction)`` is called with every progress step (the Dash progress
-    bar): ``stage`` names the step and its count ("Rock: activations 120/430"),
-    ``fraction`` is the whole job's progress (:func:`overall_fraction`). Cancellation comes through :func:`request_cancel` (any process) or by killing
-    this process (the next claim reaps it).
+    ``report(progress)`` is called with every progress step (the Dash progress bar):
+    a :class:`JobProgress` naming the step, its count and the whole job's fraction
+    (:func:`overall_fraction`). Cancellation comes through :func:`request_cancel` (any
+    process) or by killing this process (the next claim reaps it).
     """
-    import pipelines.extract
-    from whypop.errors import Cancelled
-
     job = get(store, job_id)
     with store.transaction() as db:
         db.execute(
             "UPDATE jobs SET status='running', started=?, heartbeat=?, pid=?, host=?, stage='starting' WHERE job_id=? AND status='queued'",
             (time.time(), time.time(), os.getpid(), _host(), job_id),
         )
-    state = {"stage": "starting", "fraction": 0.0, "last": 0.0}
+    state = {"progress": JobProgress("starting"), "last": 0.0}
     lock = threading.Lock()
 
     def beat(force: bool = False) -> None:
@@ -200,10 +208,7 @@ def run_extraction_job(
             return
         state["last"] = now
         with store.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET heartbeat=?, stage=?, progress=? WHERE job_id=?",
-                (now, state["stage"], state["fraction"], job_id),
-            )
+            _write_progress(db, job_id, state["progress"], heartbeat=now)
 
     stop = threading.Event()
 
@@ -215,15 +220,15 @@ def run_extraction_job(
                 except Exception:  # noqa: BLE001 - the heartbeat must never kill the job
                     log.debug("heartbeat failed", exc_info=True)
 
-    def progress(stage: str, done: int, total: int) -> None:
-        overall = overall_fraction(stage, done, total, job_genres)
+    def progress(event: ProgressEvent) -> None:
+        overall = overall_fraction(event, job_genres)
         with lock:
-            state["stage"] = f"{stage} {done}/{total}" if total else stage
-            if overall is not None:  # never backwards
-                state["fraction"] = max(state["fraction"], overall)
+            previous = state["progress"].fraction
+            fraction = previous if overall is None else max(previous, overall)  # never backwards
+            state["progress"] = JobProgress.from_event(event, fraction)
             beat()
         if report:
-            report(stage, state["fraction"])
+            report(state["progress"])
 
     def cancel() -> bool:
         row = store.db.execute("SELECT cancel_requested FROM jobs WHERE job_id=?", (job_id,)).fetchone()
@@ -251,11 +256,12 @@ def run_extraction_job(
     stop.set()
     _finish(store, job_id, "complete", extraction_id=extraction_id)
     with store.transaction() as db:
-        db.execute("UPDATE jobs SET stage='done', progress=1 WHERE job_id=?", (job_id,))
+        _write_progress(db, job_id, JobProgress("done", fraction=1.0))
     return extraction_id
 
 
-def wait(store: RunStore, job_id: str, report: Callable[[str, float], None] | None = None, poll: float = 0.5, timeout: float | None = None) -> dict:
+def wait(store: RunStore, job_id: str, report: Report | None = None, poll: float = 0.5,
+         timeout: float | None = None) -> dict:
     """Follow a job run elsewhere until it ends (a joined request shows its progress)."""
     start = time.time()
     while True:
@@ -266,7 +272,7 @@ def wait(store: RunStore, job_id: str, report: Callable[[str, float], None] | No
             reap_stale(store)
             continue
         if report:
-            report(job.get("stage") or "queued", float(job.get("progress") or 0.0))
+            report(JobProgress.from_row(job))
         if timeout is not None and time.time() - start > timeout:
             return job
         time.sleep(poll)

@@ -10,6 +10,9 @@ import argparse
 import logging
 import os
 
+from whypop.config import Config, resolve_config
+from whypop.store import RunStore
+
 log = logging.getLogger(__name__)
 
 
@@ -23,25 +26,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from whypop.store import RunStore
-
     store = RunStore(args.run, read_only=True)  # the panels only read; jobs open their own store
-    return serve(store, store.stored_config(), host=args.host, port=args.port, prefix=args.prefix, debug=args.debug)
+    return serve(store, None, host=args.host, port=args.port, prefix=args.prefix, debug=args.debug)
 
 
-def serve(store, cfg=None, host: str | None = None, port: int | None = None, prefix: str | None = None,
+def serve(store: RunStore, cfg: Config | None = None, host: str | None = None, port: int | None = None, prefix: str | None = None,
           debug: bool = False) -> int:
     """Serve the dashboard for ``store`` until interrupted (also used by `whypop demo`).
 
     Unset values come from ``$PORT`` and the run's ``[serve]`` configuration.
     """
-    from whypop.app import create_app
+    from whypop.app import create_app  # dash loads only when serving
 
-    cfg = cfg if cfg is not None else store.stored_config()
-    settings = cfg.serve if cfg is not None else None
-    port = port or int(os.environ.get("PORT") or (settings.port if settings else 8050))
-    host = host or (settings.host if settings else "127.0.0.1")
-    prefix = prefix if prefix is not None else (settings.prefix if settings else "/")
+    settings = (cfg if cfg is not None else resolve_config(stored=store.get_meta("config"))).serve
+    port = port or int(os.environ.get("PORT") or settings.port)
+    host = host or settings.host
+    prefix = prefix if prefix is not None else settings.prefix
     app = create_app(store, prefix=prefix)
     log.info("serving %s at http://%s:%d%s", store.root, host, port, app.config.requests_pathname_prefix)
     # the version check of Dash's dev tools calls out to the internet: keep the page offline
