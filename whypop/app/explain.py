@@ -59,7 +59,7 @@ def _track_table(root: str, stamp: tuple) -> tuple[tuple[str, str, str, str], ..
     """(track_id, label, genre, search text) of every prepared track (cached by the table's stamp)."""
     from whypop.store import RunStore
 
-    store = RunStore(root)
+    store = RunStore(root, read_only=True)
     out = []
     for t in store.tracks(status="ok"):
         name = t.name
@@ -234,7 +234,7 @@ def explain_context(run_root: str, extraction_id: int, cache: bool, progress):
     with _CONTEXT_LOCK:
         hit = _CONTEXTS.get(key)
         if hit is None:
-            hit = pe.context(RunStore(run_root), extraction_id, "cpu", progress, cache=cache)
+            hit = pe.context(RunStore(run_root, read_only=True), extraction_id, "cpu", progress, cache=cache)
             _CONTEXTS.clear()  # one extraction's model and bank at a time
             _CONTEXTS[key] = hit
     return hit
@@ -259,7 +259,7 @@ def compute(run_root: str, req: dict, cache: bool, progress) -> "Any":
                 _TRACK_RESULTS.pop(next(iter(_TRACK_RESULTS)))
             _TRACK_RESULTS[key] = hit
         return hit
-    hit = pe.cached_upload(RunStore(run_root), str(req["id"]), eid)
+    hit = pe.cached_upload(RunStore(run_root, read_only=True), str(req["id"]), eid)
     if hit is not None:
         return hit
     ctx = explain_context(run_root, eid, cache, progress)
