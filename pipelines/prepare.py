@@ -18,11 +18,12 @@ from typing import Iterable
 from whypop import audio, jitcache
 from whypop.collection import summarize
 from whypop.config import Config, Layout, choices
-from whypop.datasets import Collection, read_fma, read_folders
+from whypop.datasets import Collection, read_fma, read_folders, settle_splits
 from whypop.demo import generate_demo
 from whypop.env import single_threaded
 from whypop.errors import ConfigError, InputError
 from whypop.features import compute_audio_features
+from whypop.processes import exit_with_parent
 from whypop.progress import Progress, ProgressEvent, null_progress
 from whypop.store import RunStore
 from whypop.tracks import PlantedRegion, Track
@@ -53,6 +54,12 @@ class PrepareResult:
     channels: int | None = None
     features: dict | None = None
     seconds: float = 0.0
+
+
+def _init_worker() -> None:
+    """One thread per worker process (the processes are the parallelism); a worker ends with the main process."""
+    exit_with_parent()
+    single_threaded()
 
 
 def prepare_one(track_id: str, path: str, cfg: Config) -> PrepareResult:
@@ -151,7 +158,12 @@ def run(
         raise InputError(
             f"run {store.root} was prepared from {previous_root}, not {collection.audio_root}: use a new --run"
         )
-    store.set_meta("audio_root", str(collection.audio_root))
+    stored = {t.track_id: (t.genre, t.split) for t in store.tracks()}
+    collection.tracks, added = settle_splits(collection.tracks, stored, cfg.dataset.split, cfg.dataset.seed,
+                                             rehash_new=layout == "folders" and not demo)
+    if added:
+        log.info("%d tracks added to genres the run already holds: split by a hash of their id", added)
+    store.set_audio_root(collection.audio_root)
     store.set_meta("layout", "demo" if demo else layout)
     store.set_meta("config", cfg.to_dict())
     store.set_meta("prepare_warnings", collection.warnings)
@@ -240,7 +252,7 @@ def _map(todo: list[Track], root: Path, cfg: Config, workers: int | None) -> Ite
         return
     # a worker that dies (segfault, out-of-memory kill) costs at most the track it held:
     # that track is retried once on a new worker, then recorded with the signal as its reason
-    for index, result in imap_unordered(prepare_one, jobs, workers, initializer=single_threaded,
+    for index, result in imap_unordered(prepare_one, jobs, workers, initializer=_init_worker,
                                         label=lambda i: f"track {jobs[i][0]}"):
         yield PrepareResult(jobs[index][0], None, result.reason) if isinstance(result, Crashed) else result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,9 +72,9 @@ def folder_run(tmp_path_factory, audio_fixtures):
     for d in (rock, jazz, noise, col / "empty", col / "docs"):
         d.mkdir(parents=True)
     (col / "docs" / "README.txt").write_text("no audio here")
-    (rock / "000010.mp3").symlink_to(audio_fixtures / "fma_small" / "000" / "000010.mp3")
-    (jazz / "vibe_ace.ogg").symlink_to(audio_fixtures / "librosa-data" / "Kevin_MacLeod_-_Vibe_Ace.ogg")
-    (jazz / "openmic.ogg").symlink_to(audio_fixtures / "openmic" / "000046_3840.ogg")
+    shutil.copyfile(audio_fixtures / "fma_small" / "000" / "000010.mp3", rock / "000010.mp3")
+    shutil.copyfile(audio_fixtures / "librosa-data" / "Kevin_MacLeod_-_Vibe_Ace.ogg", jazz / "vibe_ace.ogg")
+    shutil.copyfile(audio_fixtures / "openmic" / "000046_3840.ogg", jazz / "openmic.ogg")
     sr = 44100
     t = np.arange(int(0.3 * sr)) / sr
     sf.write(rock / "short.wav", (0.4 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
@@ -183,9 +184,9 @@ def _fma(tmp_path: Path, audio_fixtures: Path, csv: str) -> tuple[Path, Path]:
     meta.mkdir()
     mp3 = audio_fixtures / "fma_small" / "000" / "000010.mp3"
     for tid in (10, 11, 12):
-        (audio_dir / "000" / f"{tid:06d}.mp3").symlink_to(mp3)
+        shutil.copyfile(mp3, audio_dir / "000" / f"{tid:06d}.mp3")
     (audio_dir / "000" / "000013.mp3").write_text("hello\n" * 100)
-    (audio_dir / "000" / "000140.mp3").symlink_to(mp3)
+    shutil.copyfile(mp3, audio_dir / "000" / "000140.mp3")
     (meta / "tracks.csv").write_text(csv)
     return audio_dir, meta
 

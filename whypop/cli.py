@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import sqlite3
 import sys
 
 from whypop import __version__
 from whypop.config import Config, resolve_config
 from whypop.env import setup_environment
 from whypop.errors import WhypopError
+from whypop.text import visible
 from whypop.progress import ProgressEvent
 
 # subcommand -> (module with add_arguments/main, one-line help)
@@ -69,7 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.main(args) or 0)
     except WhypopError as exc:
-        print(f"whypop {args.command}: error: {exc}", file=sys.stderr)
+        print(f"whypop {args.command}: error: {visible(exc)}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # a run.sqlite damaged after it was opened (a truncated file)
+        print(f"whypop {args.command}: error: the run store is damaged ({visible(exc)}): restore it from a copy "
+              "or use another --run", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `whypop status | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush would raise again
         return 1
     except KeyboardInterrupt:
         print(f"whypop {args.command}: interrupted (finished work is kept; run it again to resume)", file=sys.stderr)

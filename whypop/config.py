@@ -299,11 +299,22 @@ class ServeConfig:
     read_only: bool = False
     port: int = 8050
     host: str = "127.0.0.1"
+    # largest request body the app's routes accept (callbacks send a few KB); a route that
+    # takes uploads raises it for itself (flask.request.max_content_length = its own limit)
+    max_request_bytes: int = 1_000_000
+    # who may embed the dashboard in a frame: the Content-Security-Policy frame-ancestors
+    # sources, e.g. "'self' https://portal.example.org"; "*" allows every site
+    frame_ancestors: str = "'self'"
     allow_upload: bool = False  # in read-only mode, still accept song uploads to explain (writable mode always does)
     upload_max_mb: float = 30.0  # largest song upload, megabytes
     upload_max_seconds: float = 1200.0  # longest song upload (only its first audio.duration seconds are explained)
 
     def validate(self) -> None:
+        if self.max_request_bytes < 10_000:
+            raise ConfigError(f"serve.max_request_bytes={self.max_request_bytes}: at least 10000 (callbacks need a few KB)")
+        if not self.frame_ancestors.strip() or any(c in self.frame_ancestors for c in ";,\r\n"):
+            raise ConfigError(f"serve.frame_ancestors={self.frame_ancestors!r}: space-separated sources, "
+                              "e.g. \"'self' https://portal.example.org\" or \"*\"")
         if not 0 < self.upload_max_mb <= 2048:
             raise ConfigError(f"serve.upload_max_mb={self.upload_max_mb}: allowed (0, 2048]")
         if not 0 < self.upload_max_seconds <= 24 * 3600:

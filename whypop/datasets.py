@@ -7,10 +7,14 @@ its track and go on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
-from dataclasses import dataclass, field
+import stat
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,27 +65,123 @@ def read_folders(audio_dir: str | Path, cfg: DatasetConfig) -> Collection:
     if not genre_dirs:
         raise InputError(f"{audio_dir} has no genre folders (expected AUDIO_DIR/<genre>/<files>)")
     used: set[str] = set()
+
+    def new_id(gdir: Path, path: Path) -> str:
+        tid = safe_id(f"{gdir.name}-{path.relative_to(gdir).with_suffix('')}")
+        base, n = tid, 1
+        while tid in used:
+            n += 1
+            tid = f"{base}-{n}"
+        used.add(tid)
+        return tid
+
     for gdir in genre_dirs:
-        files = sorted(
-            p for p in gdir.rglob("*")
-            if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
-        )
+        named = sorted(p for p in gdir.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+        problems = {p: audio_file_problem(p, [root]) for p in named}
+        files = [p for p in named if problems[p] is None]
         if not files:
             out.warnings.append(f"genre folder {gdir.name!r} has no audio files: skipped")
-            continue
         if cfg.max_tracks:
             files = files[: cfg.max_tracks]
         splits = stratified_split(len(files), cfg.split, cfg.seed, gdir.name)
         for path, split in zip(files, splits):
-            tid = safe_id(f"{gdir.name}-{path.relative_to(gdir).with_suffix('')}")
-            base, n = tid, 1
-            while tid in used:
-                n += 1
-                tid = f"{base}-{n}"
-            used.add(tid)
-            out.tracks.append(
-                Track(tid, gdir.name, split, str(path.relative_to(root)), title=path.stem)
-            )
+            out.tracks.append(Track(new_id(gdir, path), gdir.name, split, str(path.relative_to(root)), title=path.stem))
+        for path in named:  # named like audio but unusable: recorded with the reason, never opened
+            if problems[path] is not None:
+                tid = new_id(gdir, path)
+                track = Track(tid, gdir.name, hashed_split(tid, cfg.split, cfg.seed), str(path.relative_to(root)),
+                              title=path.stem)
+                out.missing.append((track, problems[path]))
+    return out
+
+
+def audio_file_problem(path: Path, roots: Sequence[Path]) -> str | None:
+    """Why ``path`` is not an audio file to read (None when it is one): the policy of preparation and of
+    the dashboard's audio route alike.
+
+    Symlinks are followed, and what they reach must be a regular file inside one of
+    ``roots`` (the collection; the route adds the run). FIFOs, sockets and devices are
+    refused before anything opens them (reading a FIFO would wait for a writer).
+    """
+    try:
+        st = path.lstat()
+    except OSError:
+        return "missing on disk"
+    if stat.S_ISLNK(st.st_mode):
+        target = Path(os.path.realpath(path))
+        if not target.exists():
+            return f"dangling symlink (points to {os.readlink(path)})"
+        resolved = [Path(r).resolve() for r in roots]
+        if not any(r == target or r in target.parents for r in resolved):
+            return f"symlink pointing outside the collection (to {target}): copy the file in, or prepare the folder it lies in"
+        try:
+            st = target.stat()
+        except OSError:
+            return "unreadable symlink target"
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory named like an audio file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        return f"not a regular file ({kind})"
+    return None
+
+
+def hashed_split(track_id: str, shares: Sequence[float], seed: int) -> str:
+    """The split of a track added to a prepared collection: a hash of its id against the shares.
+
+    Depends on nothing but (seed, track id, shares): the same song lands in the same split
+    whenever and with whatever else it is added, and no other track moves.
+    """
+    digest = hashlib.sha256(f"{seed}:{track_id}".encode("utf-8", "surrogateescape")).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    total = 0.0
+    for name, share in zip(SPLITS, shares):
+        total += share
+        if u < total:
+            return name
+    return [name for name, share in zip(SPLITS, shares) if share > 0][-1]
+
+
+def settle_splits(tracks: Sequence[Track], stored: Mapping[str, tuple[str, str]], shares: Sequence[float],
+                  seed: int, rehash_new: bool = True) -> tuple[list[Track], int]:
+    """The collection's tracks with the splits they keep; returns (tracks, how many were added late).
+
+    ``stored``: {track id: (genre, split)} of the tracks the run already holds. A stored
+    track keeps its split forever. A new track of a genre the run already holds gets
+    :func:`hashed_split` (with ``rehash_new``; FMA brings its own split and keeps it). A
+    genre new to the run keeps the reader's split (stratified: every split gets a track
+    when the genre has three).
+    """
+    known_genres = {genre for genre, _ in stored.values()}
+    out, added = [], 0
+    for t in tracks:
+        if t.track_id in stored:
+            split = stored[t.track_id][1]
+        elif rehash_new and t.genre in known_genres:
+            split = hashed_split(t.track_id, shares, seed)
+            added += 1
+        else:
+            split = t.split
+        out.append(t if split == t.split else replace(t, split=split))
+    return out, added
+
+
+def split_drift(per_genre: Mapping[str, Mapping[str, int]], shares: Sequence[float],
+                tolerance: float = 0.1) -> list[str]:
+    """Genres whose prepared tracks' split shares drifted from the configured ones (added songs)."""
+    out = []
+    for genre, counts in sorted(per_genre.items()):
+        n = sum(counts.values())
+        if n == 0:
+            continue
+        actual = [counts.get(s, 0) / n for s in SPLITS]
+        empty = [s for s, a, want in zip(SPLITS, actual, shares) if want > 0 and a == 0 and n >= 3]
+        far = n >= 10 and any(abs(a - want) > tolerance for a, want in zip(actual, shares))
+        if empty or far:
+            have = ", ".join(f"{s} {a:.2f}" for s, a in zip(SPLITS, actual))
+            want = ", ".join(f"{w:.2f}" for w in shares)
+            out.append(f"genre {genre!r}: split shares {have} (configured {want}); "
+                       "prepared tracks never move: prepare a new run to re-split")
     return out
 
 
@@ -157,10 +257,13 @@ def read_fma(audio_dir: str | Path, meta_dir: str | Path, cfg: DatasetConfig) ->
             split = "training"
         rel = fma_path(tid)
         t = Track(f"{tid:06d}", g, split, rel, title=title, artist=artist)
-        if (root / rel).is_file():
+        problem = audio_file_problem(root / rel, [root])
+        if problem is None:
             out.tracks.append(t)
-        else:
+        elif not os.path.lexists(root / rel):
             out.missing.append((t, f"listed in tracks.csv but missing on disk: {rel}"))
+        else:
+            out.missing.append((t, problem))
     echonest_csv = meta / "echonest.csv"
     if echonest_csv.is_file():
         try:

@@ -36,6 +36,7 @@ import numpy as np
 
 from whypop.audio import decode
 from whypop.config import AudioConfig
+from whypop.datasets import audio_file_problem
 from whypop.geometry import mask_region
 from whypop.errors import InputError, NotFound
 from whypop.results import load_mask
@@ -274,11 +275,16 @@ def audio_file(store: RunStore, track_id: str, confine: bool = False) -> tuple[P
     ``confine``: only files inside the run or its audio root count (the web routes' rule).
     """
     try:
-        path = store.audio_path(track_id).resolve()
+        stored = store.audio_path(track_id)
     except NotFound as exc:
         return None, str(exc)
+    path = stored.resolve()
     if confine:
         roots = [store.root] + ([store.audio_root.resolve()] if store.audio_root else [])
+        # the audio route's policy (and preparation's): no FIFOs, devices or symlinks out of the roots
+        problem = audio_file_problem(stored, roots)
+        if problem is not None:
+            return None, f"its audio file is {problem}" if problem.startswith(("a ", "not ")) else problem
         if not any(path == r or r in path.parents for r in roots):
             return None, "it lies outside the run and its audio root"
     if not path.is_file():

@@ -22,6 +22,7 @@ never from request strings.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -29,15 +30,20 @@ import sqlite3
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from whypop.config import Config, config_from_dict
 from whypop.errors import NotFound, StoreError
-from whypop.ids import parse_id
+from whypop.ids import MAX_TRACK_ID, parse_id
+from whypop.ids import short as _short
 from whypop.tracks import PlantedRegion, Track
 
 SCHEMA_VERSION = 1
+STALE_EXTRACTION = "interrupted: its process ended without finishing (found by the next command)"
+# (run root, extraction id) -> open file descriptor holding the extraction's lock, per process
+_EXTRACTION_LOCKS: dict[tuple[str, int], int] = {}
 DB_NAME = "run.sqlite"
 
 _SCHEMA = """
@@ -159,16 +165,30 @@ TRACK_COLUMNS = (
 
 
 class RunStore:
-    """A run directory. Opening creates it (``create=True``) or checks its schema."""
+    """A run directory. Opening creates it (``create=True``) or checks its schema.
 
-    def __init__(self, root: str | Path, create: bool = False):
+    ``read_only=True`` (``whypop status``, the dashboard) opens the database read-only: it
+    never takes a write lock, so it never waits behind a writer (WAL readers see the last
+    committed state), and it never creates or migrates anything. An existing file that is
+    not a run store (empty, truncated, corrupt, another program's database) is refused
+    with a StoreError naming it, never rebuilt. Opening for writing also reaps extractions
+    left "running" by a process that is gone (see :meth:`reap_stale_extractions`).
+    """
+
+    def __init__(self, root: str | Path, create: bool = False, read_only: bool = False):
         self.root = Path(root).resolve()
         self.db_path = self.root / DB_NAME
-        if not self.db_path.exists():
-            if not create:
+        self.read_only = read_only
+        self._local = threading.local()
+        existed = self.db_path.exists()
+        if not existed:
+            if not create or read_only:
                 raise StoreError(f"no run store at {self.root} (run `whypop prepare ... --run {root}` first)")
             self.root.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        else:
+            self._check_existing()
+        if read_only:
+            return
         self.db.executescript(_SCHEMA)
         with self.transaction() as db:
             for table, column, kind in _ADDED_COLUMNS:
@@ -178,31 +198,81 @@ class RunStore:
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (str(time.time()),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise StoreError(
-                    f"run store {self.root} has schema version {row[0]}, newer than this whypop "
-                    f"understands ({SCHEMA_VERSION}); upgrade whypop to read it"
-                )
         for sub in ("spectrograms", "model", "extractions", "cache"):
             (self.root / sub).mkdir(exist_ok=True)
+        self.reap_stale_extractions()
+
+    def _check_existing(self) -> None:
+        """Refuse an existing file that is no run store of a version this code reads (never rebuild it)."""
+        fix = "restore it from a copy, move it away, or use another --run"
+        if not self.db_path.is_file():
+            raise StoreError(f"{self.db_path} is not a file: {fix}")
+        if self.db_path.stat().st_size == 0:
+            raise StoreError(f"{self.db_path} is empty (0 bytes), not a run store: {fix}")
+        conn = None
+        try:  # a read-only look: a foreign database must not be switched to WAL by opening it
+            conn = self._connect_read_only()
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() if "meta" in tables else None
+            if row is not None:
+                conn.execute("SELECT COUNT(*) FROM tracks").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.db_path} is damaged or not a run store ({exc}): {fix}") from None
+        finally:
+            if conn is not None:
+                conn.close()
+        if row is None or not {"tracks", "extractions"} <= tables:
+            raise StoreError(f"{self.db_path} is another program's SQLite database, not a run store: {fix}")
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            raise StoreError(f"{self.db_path} has a broken schema version {row[0]!r}: {fix}") from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"run store {self.root} has schema version {version}, newer than this whypop "
+                f"understands ({SCHEMA_VERSION}); upgrade whypop to read it"
+            )
 
     # -- connection -------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
+            conn = self._connect_read_only() if self.read_only else self._connect()
             self._local.conn = conn
             self._local.pid = os.getpid()
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """mode=ro; in a directory this user cannot write (no WAL index to create), immutable."""
+        uri = "file:" + urllib.parse.quote(str(self.db_path))
+        conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=5, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            if os.access(self.root, os.W_OK):
+                conn.close()
+                raise
+            conn.close()
+            conn = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE), committed on success, rolled back on error."""
+        if self.read_only:
+            raise StoreError(f"run store {self.root} is open read-only")
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -230,8 +300,17 @@ class RunStore:
 
     @property
     def audio_root(self) -> Path | None:
+        """The collection's folder; stored relative to the run when it lies inside it (runs can move)."""
         root = self.get_meta("audio_root")
-        return Path(root) if root else None
+        if not root:
+            return None
+        path = Path(root)
+        return path if path.is_absolute() else self.root / path
+
+    def set_audio_root(self, path: str | Path) -> None:
+        """Record the collection's folder: relative when inside the run, so a copied run reads its own audio."""
+        path = Path(path).resolve()
+        self.set_meta("audio_root", str(path.relative_to(self.root)) if self.root in path.parents or path == self.root else str(path))
 
     def stored_config(self) -> Config | None:
         """The configuration this run was prepared with (a Config), or None."""
@@ -262,14 +341,19 @@ class RunStore:
 
     # -- tracks -----------------------------------------------------------------------
     def upsert_tracks(self, tracks: Sequence[Track]) -> None:
-        """Register tracks; a track already prepared keeps its status and spectrogram."""
+        """Register tracks; a track already registered keeps its split, status and spectrogram.
+
+        A track's split never changes once stored: moving a song between training and the
+        held-out splits would let models be evaluated, and concepts drawn, on songs they
+        trained on.
+        """
         with self.transaction() as db:
             for t in tracks:
                 db.execute(
                     """INSERT INTO tracks (track_id, genre, split, source, title, artist)
                        VALUES (?, ?, ?, ?, ?, ?)
                        ON CONFLICT(track_id) DO UPDATE SET genre=excluded.genre,
-                         split=excluded.split, source=excluded.source,
+                         source=excluded.source,
                          title=excluded.title, artist=excluded.artist""",
                     (t.track_id, t.genre, t.split, t.source, t.title, t.artist),
                 )
@@ -315,9 +399,13 @@ class RunStore:
         return [Track(**{k: r[k] for k in TRACK_COLUMNS}) for r in rows]
 
     def track(self, track_id: str) -> Track:
-        row = self.db.execute("SELECT * FROM tracks WHERE track_id=?", (str(track_id),)).fetchone()
+        if isinstance(track_id, int) and not isinstance(track_id, bool):
+            track_id = str(track_id)
+        if not isinstance(track_id, str) or len(track_id) > MAX_TRACK_ID:
+            raise NotFound(f"unknown track id {_short(track_id)}")
+        row = self.db.execute("SELECT * FROM tracks WHERE track_id=?", (track_id,)).fetchone()
         if row is None:
-            raise NotFound(f"unknown track id {track_id!r}")
+            raise NotFound(f"unknown track id {_short(track_id)}")
         return Track(**{k: row[k] for k in TRACK_COLUMNS})
 
     def genres(self) -> list[str]:
@@ -452,6 +540,7 @@ class RunStore:
                 (time.time(), model_id, json.dumps(params), code_version, job_id),
             )
             extraction_id = int(cur.lastrowid)
+            self._hold_extraction_lock(extraction_id)  # before anyone can see the row
         partial = self.root / "extractions" / f"{extraction_id}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -492,6 +581,7 @@ class RunStore:
                    WHERE extraction_id=?""",
                 (str(final.relative_to(self.root)), json.dumps(timings), json.dumps(summary), time.time(), extraction_id),
             )
+        self._release_extraction_lock(extraction_id)
         return final
 
     def fail_extraction(self, extraction_id: int, error: str, status: str = "failed") -> None:
@@ -504,6 +594,63 @@ class RunStore:
                 "UPDATE extractions SET status=?, error=?, finished=? WHERE extraction_id=? AND status='running'",
                 (status, error, time.time(), extraction_id),
             )
+        self._release_extraction_lock(extraction_id)
+
+    # -- running extractions: a lock file held by the process doing the work ----------------
+    def _lock_path(self, extraction_id: int) -> Path:
+        return self.root / "extractions" / f"{int(extraction_id)}.lock"
+
+    def _hold_extraction_lock(self, extraction_id: int) -> None:
+        path = self._lock_path(extraction_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _EXTRACTION_LOCKS[(str(self.root), int(extraction_id))] = fd
+
+    def _release_extraction_lock(self, extraction_id: int) -> None:
+        fd = _EXTRACTION_LOCKS.pop((str(self.root), int(extraction_id)), None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._lock_path(extraction_id))
+        if fd is not None:
+            os.close(fd)
+
+    def extraction_alive(self, extraction_id: int) -> bool:
+        """Whether the process that began a running extraction still holds its lock (it ends with the process)."""
+        if (str(self.root), int(extraction_id)) in _EXTRACTION_LOCKS:
+            return True
+        try:
+            fd = os.open(self._lock_path(extraction_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also drops the probe's own lock
+        return False
+
+    def reap_stale_extractions(self) -> list[int]:
+        """Mark failed every extraction left "running" by a process that is gone; remove its partial data."""
+        if self.read_only or not self.db.execute("SELECT 1 FROM extractions WHERE status='running' LIMIT 1").fetchone():
+            return []
+        reaped = []
+        with self.transaction() as db:
+            for (eid,) in db.execute("SELECT extraction_id FROM extractions WHERE status='running'").fetchall():
+                if self.extraction_alive(eid):
+                    continue
+                db.execute("DELETE FROM concepts WHERE extraction_id=?", (eid,))
+                db.execute("DELETE FROM patches WHERE extraction_id=?", (eid,))
+                db.execute("UPDATE extractions SET status='failed', error=?, finished=? WHERE extraction_id=?",
+                           (STALE_EXTRACTION, time.time(), eid))
+                reaped.append(int(eid))
+        for eid in reaped:
+            shutil.rmtree(self.root / "extractions" / f"{eid}.partial", ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._lock_path(eid))
+        return reaped
 
     def extractions(self, status: str | None = "complete") -> list[dict]:
         sql = "SELECT * FROM extractions"
@@ -620,6 +767,7 @@ class RunStore:
             },
             "extractions": [
                 {"extraction_id": e["extraction_id"], "status": e["status"], "created": e["created"],
+                 "stale": e["status"] == "running" and not self.extraction_alive(e["extraction_id"]),
                  "concepts": self.db.execute("SELECT COUNT(*) FROM concepts WHERE extraction_id=?", (e["extraction_id"],)).fetchone()[0],
                  "timings": e["timings"], "summary": e["summary"], "error": e["error"]}
                 for e in self.extractions(status=None)

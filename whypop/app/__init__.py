@@ -28,11 +28,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import dash
     from flask import Flask
 
+    from whypop.config import ServeConfig
     from whypop.store import RunStore
 
 ASSETS = data_dir("assets")  # the checkout's assets/, or the copy a built distribution installs
 
-__all__ = ["create_app", "normalise_prefix", "ASSETS"]
+__all__ = ["create_app", "normalise_prefix", "protect", "serve_settings", "ASSETS"]
 
 
 def normalise_prefix(prefix: str | None) -> str | None:
@@ -75,7 +76,7 @@ def create_app(
     from whypop.store import RunStore
 
     if not isinstance(store, RunStore):
-        store = RunStore(store)
+        store = RunStore(store, read_only=True)  # the panels only read; jobs open their own store
     kwargs = {}
     prefix = normalise_prefix(prefix)
     if prefix is not None:
@@ -130,9 +131,96 @@ def create_app(
                             serve_cfg.upload_max_mb, serve_cfg.upload_max_seconds)
     app.whypop_celery = celery_app
     register_routes(app.server, app.config.routes_pathname_prefix, data, explain_cache=allow_upload)
+    protect(app.server, app.config.routes_pathname_prefix, serve_settings(data.config))
+    _refuse_malformed_callbacks(app)
     app.whypop_data = data  # for tests and embedding code
     _warm_up(app)
     return app
+
+
+def serve_settings(config) -> "ServeConfig":
+    """The run's ``[serve]`` settings with ``WHYPOP_CONFIG`` overrides (e.g. ``serve.frame_ancestors=*``)."""
+    from whypop.config import merge, parse_overrides, split_overrides
+
+    env = os.environ.get("WHYPOP_CONFIG")
+    if env:
+        config = merge(config, parse_overrides(split_overrides(env)), origin="WHYPOP_CONFIG")
+    config.serve.validate()
+    return config.serve
+
+
+def protect(server: "Flask", prefix: str, settings: "ServeConfig") -> None:
+    """Cap request bodies and add security headers for every request under ``prefix``.
+
+    Bodies: ``settings.max_request_bytes`` (Dash callbacks included: they are JSON POSTs).
+    Flask refuses a larger body with 413 before reading it. A view that accepts uploads
+    raises the cap for its own requests: ``flask.request.max_content_length = N`` before it
+    reads the body. Headers: ``X-Content-Type-Options: nosniff`` and a
+    ``Content-Security-Policy`` of ``frame-ancestors`` from ``settings.frame_ancestors``.
+    Other paths of a shared (portal) server are left alone.
+    """
+    from flask import request
+
+    limit = int(settings.max_request_bytes)
+    csp = f"frame-ancestors {settings.frame_ancestors.strip()}"
+
+    def mine() -> bool:
+        return request.path.startswith(prefix) or request.path + "/" == prefix
+
+    @server.before_request
+    def cap_body():
+        if mine():
+            request.max_content_length = limit
+
+    @server.after_request
+    def headers(response):
+        if mine():
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Content-Security-Policy", csp)
+        return response
+
+
+def _refuse_malformed_callbacks(app: "dash.Dash") -> None:
+    """A callback request whose shape is not one the page sends gets 400, not Dash's 500.
+
+    Only the envelope is checked (a known server-side output, lists of inputs and state
+    of the callback's lengths, each an id and a property); the values are the callbacks'
+    own business, checked there against the run.
+    """
+    from flask import abort, request
+
+    path = app.config.routes_pathname_prefix + "_dash-update-component"
+
+    @app.server.before_request
+    def check_envelope():
+        if request.path != path or request.method != "POST":
+            return None
+        problem = malformed_callback(request.get_json(silent=True), app.callback_map)
+        if problem:
+            abort(400, description=f"malformed callback request: {problem}")
+        return None
+
+
+def malformed_callback(body: object, callback_map: dict) -> str | None:
+    """Why ``body`` is not a callback request of this app (None when it is one)."""
+    if not isinstance(body, dict):
+        return "not a JSON object"
+    output = body.get("output")
+    spec = callback_map.get(output) if isinstance(output, str) else None
+    if spec is None or spec.get("callback") is None:
+        return "no server-side callback has that output"
+    for key, want in (("inputs", len(spec["inputs"])), ("state", len(spec["state"]))):
+        items = body.get(key, [])
+        if not isinstance(items, list) or len(items) != want:
+            return f"{key}: expected a list of {want}"
+        if not all(isinstance(i, dict) and "id" in i and isinstance(i.get("property"), str) for i in items):
+            return f"{key}: each needs an id and a property"
+    if not isinstance(body.get("outputs"), (dict, list)):
+        return "outputs: expected an object or a list"
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        return "changedPropIds: expected a list of strings"
+    return None
 
 
 def _warm_up(app: "dash.Dash") -> None:

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from whypop.app.data import AppData
 from whypop.errors import NotFound
-from whypop.ids import parse_id
+from whypop.ids import is_track_id, parse_id
 
 
 @dataclass(frozen=True)
@@ -63,5 +63,5 @@ def as_id(value: object) -> int | None:
 
 
 def as_track(value: object) -> str | None:
-    """A callback input that should be a track id: the string, else None."""
-    return value if isinstance(value, str) and value else None
+    """A callback input that should be a track id: a string of plausible length, else None."""
+    return value if is_track_id(value) else None  # type: ignore[return-value]

@@ -19,6 +19,7 @@ from whypop.config import AudioConfig, Config, resolve_config
 from whypop.errors import NotFound
 from whypop.features import AUDIO_FEATURES, ECHONEST_FEATURES, FeatureSpec, format_value, percentile_scale
 from whypop.extraction_files import load_arrays
+from whypop.ids import is_track_id, parse_id
 from whypop.results import ExtractionSummary
 from whypop.store import RunStore, Track
 
@@ -174,6 +175,34 @@ class AppData:
 
     def track(self, track_id: str) -> Track:
         return self.store.track(track_id)
+
+    # -- untrusted values (callback inputs) -> known ids -----------------------------------------
+    # Every cache of the app is keyed by what these return, never by a raw request value.
+    def extraction_id(self, value: object) -> int | None:
+        """The id of a complete extraction of this run, from an untrusted value; None otherwise."""
+        try:
+            return self.view(parse_id(value, "extraction")).extraction_id
+        except NotFound:
+            return None
+
+    def concept_id(self, extraction_id: int | None, value: object) -> int | None:
+        """The id of a concept of a (validated) extraction, from an untrusted value; None otherwise."""
+        if extraction_id is None:
+            return None
+        try:
+            return self.view(extraction_id).concept(parse_id(value, "concept")).concept_id
+        except NotFound:
+            return None
+
+    def track_id(self, value: object) -> str | None:
+        """The id of a prepared (status ok) track, from an untrusted value; None otherwise."""
+        if not is_track_id(value):
+            return None
+        try:
+            t = self.store.track(value)
+        except NotFound:
+            return None
+        return t.track_id if t.status == "ok" else None
 
     @functools.lru_cache(maxsize=4096)
     def song_name(self, track_id: str) -> str:

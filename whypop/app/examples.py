@@ -16,7 +16,7 @@ from dash import Input, Output, html
 
 from whypop.app import ids
 from whypop.app.components import card
-from whypop.app.context import AppContext, as_id
+from whypop.app.context import AppContext
 from whypop.app.data import Concept
 from whypop.app.figures import format_p
 from whypop.errors import NotFound
@@ -109,7 +109,11 @@ def register(app, ctx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def show_examples(concept_id, extraction_id):
-        return cached(as_id(extraction_id), as_id(concept_id))
+        eid = ctx.data.extraction_id(extraction_id)
+        cid = ctx.data.concept_id(eid, concept_id)
+        if eid is not None and cid is None and concept_id is not None:
+            return [], [placeholder("That concept is not in this extraction.")]
+        return cached(eid, cid)
 
     @functools.lru_cache(maxsize=256)
     def cached(extraction_id, concept_id):

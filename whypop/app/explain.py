@@ -59,7 +59,7 @@ def _track_table(root: str, stamp: tuple) -> tuple[tuple[str, str, str, str], ..
     """(track_id, label, genre, search text) of every prepared track (cached by the table's stamp)."""
     from whypop.store import RunStore
 
-    store = RunStore(root)
+    store = RunStore(root, read_only=True)
     out = []
     for t in store.tracks(status="ok"):
         name = t.name
@@ -234,7 +234,7 @@ def explain_context(run_root: str, extraction_id: int, cache: bool, progress):
     with _CONTEXT_LOCK:
         hit = _CONTEXTS.get(key)
         if hit is None:
-            hit = pe.context(RunStore(run_root), extraction_id, "cpu", progress, cache=cache)
+            hit = pe.context(RunStore(run_root, read_only=True), extraction_id, "cpu", progress, cache=cache)
             _CONTEXTS.clear()  # one extraction's model and bank at a time
             _CONTEXTS[key] = hit
     return hit
@@ -259,7 +259,7 @@ def compute(run_root: str, req: dict, cache: bool, progress) -> "Any":
                 _TRACK_RESULTS.pop(next(iter(_TRACK_RESULTS)))
             _TRACK_RESULTS[key] = hit
         return hit
-    hit = pe.cached_upload(RunStore(run_root), str(req["id"]), eid)
+    hit = pe.cached_upload(RunStore(run_root, read_only=True), str(req["id"]), eid)
     if hit is not None:
         return hit
     ctx = explain_context(run_root, eid, cache, progress)
@@ -280,6 +280,9 @@ def register_routes(server: Flask, prefix: str, ctx: AppContext, allowed: bool, 
     def upload() -> Response:
         import pipelines.explain as pe
 
+        # this route alone takes bodies above serve.max_request_bytes: raise the app-wide cap
+        # (set for every request by whypop.app.protect) to the upload limit, before anything reads the body
+        request.max_content_length = limit + CHUNK
         if not allowed:
             return refuse("uploads are off: this dashboard is read-only (set serve.allow_upload = true to allow "
                           "them)", 403)
@@ -291,10 +294,6 @@ def register_routes(server: Flask, prefix: str, ctx: AppContext, allowed: bool, 
         if request.content_length is not None and request.content_length > limit:
             return refuse(f"{name} is {request.content_length / 1e6:.1f} MB; the limit is {max_mb:g} MB "
                           f"(serve.upload_max_mb)", 413)
-        try:
-            request.max_content_length = limit + CHUNK  # Flask >= 3.1: this route only
-        except AttributeError:  # pragma: no cover
-            pass
         tmp_dir = store.root / pe.UPLOADS / ".incoming"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=tmp_dir, suffix=Path(name).suffix.lower())
@@ -385,6 +384,39 @@ def _check_audio(path: str, name: str, max_seconds: float) -> None:
 # -- callbacks --------------------------------------------------------------------------------------------
 
 
+MAX_QUERY = 200  # characters of a picker search used
+
+
+def is_digest(value: object) -> bool:
+    """Whether ``value`` is an upload's id: a SHA-256 in lower-case hex."""
+    return (isinstance(value, str) and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value))
+
+
+def clean_request(ctx: AppContext, req: object) -> dict | None:
+    """An explanation request from the browser checked against the run, or None.
+
+    ``kind`` track (a prepared track of the run) or upload (a SHA-256 id), ``extraction``
+    a complete extraction, ``listen`` and ``concept`` normalised (an unknown concept is none).
+    Only the checked values are kept: every cache is keyed by them, never by the raw request.
+    """
+    if not isinstance(req, dict) or req.get("kind") not in ("track", "upload"):
+        return None
+    eid = ctx.data.extraction_id(req.get("extraction"))
+    if eid is None:
+        return None
+    if req["kind"] == "track":
+        ident = ctx.data.track_id(req.get("id"))
+    else:
+        ident = req.get("id") if is_digest(req.get("id")) else None
+    if ident is None:
+        return None
+    listen = req.get("listen")
+    return {"kind": req["kind"], "id": ident, "extraction": eid,
+            "listen": listen if isinstance(listen, str) and listen in ("solo", "without") else "song",
+            "concept": ctx.data.concept_id(eid, req.get("concept"))}
+
+
 def register(app, ctx: AppContext, manager, allowed: bool, cache: bool) -> None:
     run_root = str(ctx.data.store.root)
 
@@ -396,10 +428,10 @@ def register(app, ctx: AppContext, manager, allowed: bool, cache: bool) -> None:
         prevent_initial_call=True,
     )
     def search(query, current, extraction_id):
-        if query is None:
+        if not isinstance(query, str):
             return no_update
-        eid = extraction_id if isinstance(extraction_id, int) else None
-        return search_tracks(ctx, query, eid, current if isinstance(current, str) else None)
+        eid = ctx.data.extraction_id(extraction_id)
+        return search_tracks(ctx, query[:MAX_QUERY], eid, ctx.data.track_id(current))
 
     if allowed:
         @app.callback(
@@ -414,19 +446,26 @@ def register(app, ctx: AppContext, manager, allowed: bool, cache: bool) -> None:
         def uploaded(data, extraction_id, listen, concept_id):
             if not isinstance(data, dict):
                 return no_update, no_update
+            name = str(data.get("name") or "")[:200]
             if data.get("error"):
-                return no_update, dbc.Alert(f"upload refused: {data['error']}", color="warning",
+                return no_update, dbc.Alert(f"upload refused: {str(data['error'])[:500]}", color="warning",
                                             className="py-1 px-2 mb-0 whypop-upload-error")
             if data.get("pending"):
-                return no_update, html.Span(f"uploading {data.get('name', '')}… {data.get('percent', 0)}%")
+                percent = data.get("percent")
+                percent = percent if isinstance(percent, (int, float)) and not isinstance(percent, bool) else 0
+                return no_update, html.Span(f"uploading {name}… {percent:.0f}%")
             digest = data.get("id")
-            if not isinstance(digest, str) or not isinstance(extraction_id, int):
+            eid = ctx.data.extraction_id(extraction_id)
+            if eid is None:
                 return no_update, dbc.Alert("no complete extraction to explain with", color="warning",
                                             className="py-1 px-2 mb-0")
-            return ({"kind": "upload", "id": digest, "extraction": extraction_id, "t": time.time(),
-                     "listen": listen if listen in ("solo", "without") else "song",
-                     "concept": concept_id if isinstance(concept_id, int) else None},
-                    html.Span(f"uploaded {data.get('name', '')}; explaining…"))
+            if not is_digest(digest):
+                return no_update, dbc.Alert("upload refused: the server sent no upload id", color="warning",
+                                            className="py-1 px-2 mb-0 whypop-upload-error")
+            return ({"kind": "upload", "id": digest, "extraction": eid, "t": time.time(),
+                     "listen": listen if isinstance(listen, str) and listen in ("solo", "without") else "song",
+                     "concept": ctx.data.concept_id(eid, concept_id)},
+                    html.Span(f"uploaded {name}; explaining…"))
 
     outputs = [
         Output(ids.song("graph"), "figure", allow_duplicate=True),
@@ -436,9 +475,14 @@ def register(app, ctx: AppContext, manager, allowed: bool, cache: bool) -> None:
         Output(ids.song("message"), "children", allow_duplicate=True),
     ]
 
-    def body(set_progress, req):
-        if not isinstance(req, dict) or req.get("kind") not in ("track", "upload"):
-            return (no_update,) * 5
+    def body(set_progress, raw):
+        req = clean_request(ctx, raw)
+        if req is None:
+            if not isinstance(raw, dict) or raw.get("kind") not in ("track", "upload"):
+                return (no_update,) * 5
+            return (no_update, no_update, no_update, [],
+                    dbc.Alert("cannot explain this song: unknown song or extraction", color="warning",
+                              className="py-1 px-2 mb-0 whypop-upload-error"))
 
         def progress(event) -> None:
             set_progress((round(100 * event.fraction), f"explaining: {event.label} ({event.done}/{event.total})",

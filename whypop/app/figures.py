@@ -130,7 +130,7 @@ def _concept_trace(concepts: Sequence[Concept], x: Sequence[float], y: Sequence[
     fails = fails or {}
     hover = [concept_hover(c) + (f"<br>✗ {fails[c.concept_id]}" if c.concept_id in fails else "") for c in concepts]
     return dict(
-        type="scatter", mode="markers", name=genre, meta="concepts", legendgroup=genre,
+        type="scatter", mode="markers", name=_esc(genre), meta="concepts", legendgroup=genre,
         x=list(map(float, x)), y=list(map(float, y)),
         customdata=[c.concept_id for c in concepts],
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
@@ -293,7 +293,7 @@ def radar_figure(songs: Sequence[SongFeatures], source: str, height_px: float | 
         if missing:
             annotations[-1]["text"] += f"<br><span style='font-size:9px;color:#888'>{missing} not measurable</span>"
         data.append(dict(
-            type="scatterpolar", subplot=key, meta=song.track_id, name=song.song,
+            type="scatterpolar", subplot=key, meta=song.track_id, name=_esc(song.song),
             r=r + r[:1], theta=theta + theta[:1], mode="lines+markers", fill="toself", connectgaps=False,
             customdata=[song.track_id] * (len(r) + 1), hovertext=hover + hover[:1],
             hovertemplate="%{hovertext}<extra></extra>", opacity=1.0,

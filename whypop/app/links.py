@@ -19,7 +19,7 @@ import dash
 from dash import ClientsideFunction, Input, Output, State, dcc, html
 
 from whypop.app import figures, ids
-from whypop.app.context import AppContext, as_id
+from whypop.app.context import AppContext
 from whypop.app.data import AppData
 from whypop.errors import NotFound
 from whypop.ids import parse_id
@@ -49,9 +49,14 @@ class Selection:
         return "?" + urlencode(q)
 
 
-def parse_search(search: str | None) -> dict[str, str]:
-    """``?a=1&b=2`` -> {"a": "1", "b": "2"} (first value of each key)."""
-    return {k: v[0] for k, v in parse_qs((search or "").lstrip("?"), keep_blank_values=False).items()}
+MAX_SEARCH = 2000  # characters of a query string worth parsing (a shared view needs ~100)
+
+
+def parse_search(search: object) -> dict[str, str]:
+    """``?a=1&b=2`` -> {"a": "1", "b": "2"} (first value of each key); {} for anything but a short string."""
+    if not isinstance(search, str) or len(search) > MAX_SEARCH:
+        return {}
+    return {k: v[0] for k, v in parse_qs(search.lstrip("?"), keep_blank_values=False, max_num_fields=20).items()}
 
 
 def default_features(data: AppData) -> str:
@@ -75,14 +80,8 @@ def resolve(data: AppData, extraction: Any = None, concept: Any = None, song: An
             cid = data.view(eid).concept(parse_id(concept, "concept")).concept_id
         except NotFound:
             cid = None
-    tid = None
-    if song not in (None, ""):
-        try:
-            t = data.track(str(song))
-            tid = t.track_id if t.status == "ok" else None
-        except NotFound:
-            tid = None
-    feats = features if features in FEATURE_CHOICES and data.has_source(features) else default_features(data)
+    tid = data.track_id(song)
+    feats = features if _choice(features) and data.has_source(features) else default_features(data)
     return Selection(eid, cid, tid, feats)
 
 
@@ -109,7 +108,7 @@ def next_selection(data: AppData, trigger: str | None, current: Selection, *, se
         new = resolve(data, extraction, None, current.song, current.features)
         return new
     if trigger == "features":
-        ok = features in FEATURE_CHOICES and data.has_source(features)
+        ok = _choice(features) and data.has_source(features)
         return replace(current, features=features if ok else current.features)
     if trigger == "song":
         return resolve(data, current.extraction, current.concept, song, current.features) if song else current
@@ -202,7 +201,11 @@ def register(app: dash.Dash, ctx: AppContext) -> None:
         if part == "graph":
             key = panel
         click = {"importance": click1, "clusters": click2, "radar": click4}.get(key)
-        current = Selection(cur_e, cur_c, cur_s, features if features in FEATURE_CHOICES else default_features(data))
+        # the stores' state comes from the browser too: only known ids enter a Selection
+        cur_e = data.extraction_id(cur_e)
+        cur_c = data.concept_id(cur_e, cur_c)
+        cur_s = data.track_id(cur_s)
+        current = Selection(cur_e, cur_c, cur_s, features if _choice(features) else default_features(data))
         new = next_selection(data, key, current, search=search, extraction=extraction, song=song,
                              features=features, click=click)
         nu = dash.no_update
@@ -237,7 +240,9 @@ def register(app: dash.Dash, ctx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def show_extraction(extraction_id):
-        eid = as_id(extraction_id)
+        eid = data.extraction_id(extraction_id)
+        if eid is None and extraction_id is not None:  # not an extraction of this run: keep what is shown
+            return (dash.no_update,) * 6
         return cached_overview(eid, data.faithfulness(eid) is not None if eid is not None else False)
 
     @functools.lru_cache(maxsize=16)
@@ -265,3 +270,7 @@ def _point(click: dict | None) -> dict | None:
     if not isinstance(points, list) or not points or not isinstance(points[0], dict):
         return None
     return points[0]
+
+
+def _choice(features: Any) -> bool:
+    return isinstance(features, str) and features in FEATURE_CHOICES

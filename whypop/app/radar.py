@@ -16,7 +16,7 @@ from dash import ClientsideFunction, Input, Output, State, html
 
 from whypop.app import figures, ids
 from whypop.app.components import card, graph
-from whypop.app.context import AppContext, as_id
+from whypop.app.context import AppContext
 from whypop.app.data import FEATURE_SOURCES
 from whypop.errors import NotFound
 
@@ -81,7 +81,13 @@ def register(app, ctx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def show_radar(concept_id, extraction_id, source):
-        return cached(as_id(extraction_id), as_id(concept_id), source if source in FEATURE_SOURCES else "audio")
+        eid = ctx.data.extraction_id(extraction_id)
+        source = source if isinstance(source, str) and source in FEATURE_SOURCES else "audio"
+        cid = ctx.data.concept_id(eid, concept_id)
+        if eid is not None and cid is None and concept_id is not None:
+            fig = figures.message_figure("That concept is not in this extraction.", HEIGHT)
+            return fig, "", {"height": f"{HEIGHT}px"}
+        return cached(eid, cid, source)
 
     @functools.lru_cache(maxsize=256)  # an extraction never changes: figures are reused across users
     def cached(extraction_id, concept_id, source):

@@ -23,6 +23,7 @@ from whypop.app import ids, jobs
 from whypop.app.context import AppContext
 from whypop.config import CavMode, ConfigError, PatchMode, choices
 from whypop.errors import Cancelled, WhypopError
+from whypop.ids import short as _short  # a message never echoes a whole request
 from whypop.results import JobProgress
 from whypop.store import RunStore
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PATCH_MODES = choices(PatchMode)
 CAV_MODES = choices(CavMode)
+MAX_TEXT = 200  # characters of a text field (a layer name, the segment counts, a genre)
 FIELDS = ("layer", "n_clusters", "segments", "random_experiments", "discovery_images", "patch_mode", "cav_mode", "genres")
 
 
@@ -55,32 +57,42 @@ def parse_form(layer: Any, n_clusters: Any, segments: Any, random_experiments: A
     """The form's values -> job parameters (extract config keys + genres); ConfigError names a bad field."""
     params: dict[str, Any] = {}
     if layer:
-        params["layer"] = str(layer)
+        if not isinstance(layer, str) or len(layer) > MAX_TEXT:
+            raise ConfigError("layer: pick one of the model's layers")
+        params["layer"] = layer
     for name, value, label in (("n_clusters", n_clusters, "clusters"),
                                ("random_experiments", random_experiments, "random experiments"),
                                ("discovery_images", discovery_images, "discovery images")):
         if value is None or value == "":
             raise ConfigError(f"{label}: give a whole number")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or len(str(value)) > 12:
+            raise ConfigError(f"{label}: {_short(value)} is not a whole number in range")
         try:
             number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{label}: {value!r} is not a whole number") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{label}: {_short(value)} is not a whole number") from None
         if number != float(value):
-            raise ConfigError(f"{label}: {value!r} is not a whole number")
+            raise ConfigError(f"{label}: {_short(value)} is not a whole number")
         params[name] = number
+    if not isinstance(segments, (str, type(None))) or len(segments or "") > MAX_TEXT:
+        raise ConfigError("segments: whole numbers separated by spaces or commas, e.g. 10 15 25")
     try:
-        seg = tuple(int(s) for s in str(segments or "").replace(",", " ").split())
+        seg = tuple(int(s) for s in (segments or "").replace(",", " ").split())
     except ValueError:
-        raise ConfigError(f"segments: {segments!r} must be whole numbers separated by spaces or commas") from None
+        raise ConfigError(f"segments: {_short(segments)} must be whole numbers separated by spaces or commas") from None
     if not seg:
         raise ConfigError("segments: give at least one SLIC segment count, e.g. 10 15 25")
     params["segments"] = list(seg)
-    if patch_mode not in PATCH_MODES:
-        raise ConfigError(f"patch mode: {patch_mode!r}; allowed are {', '.join(PATCH_MODES)}")
-    if cav_mode not in CAV_MODES:
-        raise ConfigError(f"CAV mode: {cav_mode!r}; allowed are {', '.join(CAV_MODES)}")
+    if not isinstance(patch_mode, str) or patch_mode not in PATCH_MODES:
+        raise ConfigError(f"patch mode: {_short(patch_mode)}; allowed are {', '.join(PATCH_MODES)}")
+    if not isinstance(cav_mode, str) or cav_mode not in CAV_MODES:
+        raise ConfigError(f"CAV mode: {_short(cav_mode)}; allowed are {', '.join(CAV_MODES)}")
     params["patch_mode"], params["cav_mode"] = patch_mode, cav_mode
-    params["genres"] = [str(g) for g in (genres or [])]
+    if genres is None:
+        genres = []
+    if not isinstance(genres, list) or len(genres) > 1000 or not all(isinstance(g, str) and len(g) <= MAX_TEXT for g in genres):
+        raise ConfigError("genres: pick genres of the run from the list")
+    params["genres"] = list(genres)
     return params
 
 
@@ -177,9 +189,10 @@ def register(app, ctx: AppContext, manager) -> None:
     @app.callback(Output(ids.jobs("stage"), "children", allow_duplicate=True),
                   Input(ids.jobs("cancel"), "n_clicks"), prevent_initial_call=True)
     def cancel(n_clicks):
-        active = [j for j in ctx.data.store.jobs() if j["status"] in jobs.ACTIVE]
+        store = RunStore(run_root)  # the panels' store is read-only
+        active = [j for j in store.jobs() if j["status"] in jobs.ACTIVE]
         for j in active:
-            jobs.request_cancel(ctx.data.store, j["job_id"])
+            jobs.request_cancel(store, j["job_id"])
         return "cancelling: the job stops at its next step" if active else "no job is running"
 
 

@@ -34,17 +34,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
+import struct
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-import soundfile as sf
+import numpy as np
 from flask import Flask, Response, abort, request, send_file
+from werkzeug.http import parse_range_header
 
 from whypop.app import images
 from whypop.app.data import NPZ_LOCK, AppData
 from whypop.app.figures import genre_colors
+from whypop.datasets import audio_file_problem
 from whypop.errors import NotFound, WhypopError
 from whypop.ids import parse_id
 from whypop.extraction_files import load_mask
@@ -57,7 +59,6 @@ log = logging.getLogger(__name__)
 PLAYABLE = {".wav": "audio/wav", ".wave": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
             ".oga": "audio/ogg", ".opus": "audio/ogg", ".flac": "audio/flac", ".m4a": "audio/mp4",
             ".webm": "audio/webm"}
-MAX_TRANSCODE_SECONDS = 600  # longer sources are cut: the dashboard explains the first 30 s
 IMAGE_MAX_AGE = 24 * 3600  # seconds
 AUDIO_MAX_AGE = 3600
 
@@ -203,12 +204,9 @@ class _Renderer:
             resp.headers["Accept-Ranges"] = "bytes"
             return resp
         stat = path.stat()
-        data = _transcode(str(path), stat.st_mtime_ns, stat.st_size)
-        resp = Response(data, mimetype="audio/wav")
-        resp.set_etag(self._etag("audio", track_id, stat.st_mtime_ns, stat.st_size))
-        resp.cache_control.public = True
-        resp.cache_control.max_age = AUDIO_MAX_AGE
-        return resp.make_conditional(request, accept_ranges=True, complete_length=len(data))
+        wav = WavStream(path, max_seconds=float(self.data.audio.duration))
+        etag = self._etag("audio", track_id, stat.st_mtime_ns, stat.st_size, wav.max_seconds)
+        return wav.response(etag)
 
     def listen_example(self, extraction_id: str, concept_id: str, rank: str, mode: str) -> Response:
         eid, cid, rk = self._patch_ids(extraction_id, concept_id, rank)
@@ -219,7 +217,8 @@ class _Renderer:
     def listen_song(self, extraction_id: str, concept_id: str, track_id: str, mode: str) -> Response:
         eid = int(self.store.extraction(parse_id(extraction_id, "extraction"))["extraction_id"])
         cid = int(self.store.concept(eid, parse_id(concept_id, "concept"))["concept_id"])
-        self.store.track(track_id)
+        if self.store.track(track_id).status != "ok":  # NotFound for unknown ids
+            raise NotFound(f"track {track_id!r} was not prepared: its audio is not served")
         if mode not in MODES:
             raise NotFound(f"unknown mode {mode!r}")
         if track_id in self.listener.discovery_songs(eid):  # the stored patches, as panel 5 draws them
@@ -265,28 +264,124 @@ class _Renderer:
         return resp
 
     def _audio_file(self, track_id: str) -> Path:
-        """The track's audio file, only if it lies inside the run or its audio root."""
-        path = self.store.audio_path(track_id).resolve()  # NotFound for unknown ids
+        """The audio file of a prepared track, only if it lies inside the run or its audio root.
+
+        The same policy as preparation (:func:`whypop.datasets.audio_file_problem`): symlinks
+        are followed, and the file they reach must be a regular file inside those roots.
+        """
+        track = self.store.track(track_id)  # NotFound for unknown ids
+        if track.status != "ok":
+            raise NotFound(f"track {track_id!r} was not prepared ({track.status}): its audio is not served")
+        path = self.store.audio_path(track_id)
         roots = [self.store.root]
         if self.store.audio_root is not None:
             roots.append(self.store.audio_root.resolve())
-        if not any(path == root or root in path.parents for root in roots):
-            raise NotFound(f"audio of {track_id!r} lies outside the run and its audio root")
-        if not path.is_file():
-            raise NotFound(f"audio file of {track_id!r} is missing")
-        return path
+        problem = audio_file_problem(path, roots)
+        resolved = path.resolve()
+        if problem is None and not any(resolved == root or root in resolved.parents for root in roots):
+            problem = "lies outside the run and its audio root"  # a stored absolute source elsewhere
+        if problem is not None:
+            raise NotFound(f"audio of {track_id!r}: {problem}")
+        return resolved
 
 
-@functools.lru_cache(maxsize=16)
-def _transcode(path: str, mtime_ns: int, size: int) -> bytes:
-    """Decode with soundfile and write 16-bit WAV (keyed by mtime and size so edits show)."""
-    with sf.SoundFile(path) as fh:
-        frames = min(fh.frames if fh.frames > 0 else -1, int(MAX_TRANSCODE_SECONDS * fh.samplerate)) or -1
-        data = fh.read(frames=frames, dtype="int16", always_2d=True)
-        rate = fh.samplerate
-    buf = io.BytesIO()
-    sf.write(buf, data, rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+class WavStream:
+    """A source browsers cannot play (.au, .aiff), served as 16-bit WAV without decoding it whole.
+
+    The WAV covers the first ``max_seconds`` (the clip the dashboard explains), at the
+    source's rate, mono or stereo (more channels are averaged to mono). Its size is known
+    from the source's header, so a Range request seeks in the source and decodes only the
+    frames whose bytes it serves; a full request streams in blocks. Memory per request is
+    one block, whatever the length, rate and channel count of the source.
+    """
+
+    HEADER = 44
+    BLOCK = 1 << 16  # frames per read when streaming
+
+    def __init__(self, path: Path, max_seconds: float):
+        import soundfile as sf
+
+        self.path = path
+        self.max_seconds = max_seconds
+        with sf.SoundFile(str(path)) as fh:
+            self.rate = int(fh.samplerate)
+            self.source_channels = int(fh.channels)
+            self.seekable = fh.seekable() and fh.frames > 0
+            self.frames = min(fh.frames, int(max_seconds * self.rate)) if fh.frames > 0 else 0
+        self.channels = self.source_channels if self.source_channels <= 2 else 1
+        if not self.seekable:  # no frame count in the header: decode the (bounded) clip once
+            self._whole = self._decode_bounded()
+            self.frames = len(self._whole)
+        self.frame_bytes = 2 * self.channels
+        self.length = self.HEADER + self.frames * self.frame_bytes
+
+    def header(self) -> bytes:
+        data = self.frames * self.frame_bytes
+        return (b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt "
+                + struct.pack("<IHHIIHH", 16, 1, self.channels, self.rate, self.rate * self.frame_bytes,
+                              self.frame_bytes, 16)
+                + b"data" + struct.pack("<I", data))
+
+    def _convert(self, block: np.ndarray) -> bytes:
+        if self.source_channels > 2:
+            block = block.astype(np.int32).mean(axis=1, keepdims=True).astype(np.int16)
+        return np.ascontiguousarray(block, dtype="<i2").tobytes()
+
+    def _decode_bounded(self) -> np.ndarray:
+        import soundfile as sf
+
+        with sf.SoundFile(str(self.path)) as fh:
+            return fh.read(frames=int(self.max_seconds * fh.samplerate), dtype="int16", always_2d=True)
+
+    def read(self, start: int, stop: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``stop`` (exclusive) of the WAV, in blocks."""
+        import soundfile as sf
+
+        if start < self.HEADER:
+            yield self.header()[start:min(stop, self.HEADER)]
+            start = self.HEADER
+        if stop <= start:
+            return
+        first = (start - self.HEADER) // self.frame_bytes
+        last = min(self.frames, -(-(stop - self.HEADER) // self.frame_bytes))
+        skip = (start - self.HEADER) - first * self.frame_bytes
+        remaining = stop - start
+        if not self.seekable:
+            yield self._convert(self._whole[first:last])[skip:skip + remaining]
+            return
+        with sf.SoundFile(str(self.path)) as fh:
+            fh.seek(first)
+            pos = first
+            while pos < last and remaining > 0:
+                block = fh.read(frames=min(self.BLOCK, last - pos), dtype="int16", always_2d=True)
+                if not len(block):
+                    break
+                pos += len(block)
+                chunk = self._convert(block)[skip:skip + remaining]
+                skip = 0
+                remaining -= len(chunk)
+                yield chunk
+        if remaining > 0:  # the source was shorter than its header said: pad with silence
+            yield bytes(remaining)
+
+    def response(self, etag: str) -> Response:
+        headers = {"Accept-Ranges": "bytes", "ETag": f'"{etag}"', "Cache-Control": f"public, max-age={AUDIO_MAX_AGE}"}
+        if request.if_none_match.contains(etag):
+            return Response(status=304, headers=headers)
+        rng = parse_range_header(request.headers.get("Range"))
+        if rng is not None and request.headers.get("If-Range") and request.if_range.etag != etag:
+            rng = None  # If-Range names another version: send it all
+        head = request.method == "HEAD"
+        if rng is None:
+            return Response(iter(()) if head else self.read(0, self.length), 200, mimetype="audio/wav",
+                            direct_passthrough=True, headers={**headers, "Content-Length": str(self.length)})
+        span = rng.range_for_length(self.length)
+        if span is None:
+            return Response(status=416, headers={**headers, "Content-Range": f"bytes */{self.length}"})
+        start, stop = span
+        return Response(iter(()) if head else self.read(start, stop), 206, mimetype="audio/wav",
+                        direct_passthrough=True, headers={**headers, "Content-Length": str(stop - start),
+                                                          "Content-Range": f"bytes {start}-{stop - 1}/{self.length}"})
 
 
 def _png(data: bytes, etag: str) -> Response:

@@ -21,7 +21,7 @@ def create_dash_app():
     run = os.environ.get("WHYPOP_RUN")
     if not run:
         raise StoreError("set WHYPOP_RUN to the run directory to serve (e.g. WHYPOP_RUN=runs/demo)")
-    return create_app(RunStore(run), prefix=os.environ.get("WHYPOP_PREFIX") or None)
+    return create_app(RunStore(run, read_only=True), prefix=os.environ.get("WHYPOP_PREFIX") or None)
 
 
 def create_server():

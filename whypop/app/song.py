@@ -24,7 +24,7 @@ from dash import ClientsideFunction, Input, Output, State, callback_context, dcc
 
 from whypop.app import explain, figures, ids
 from whypop.app.components import card, graph
-from whypop.app.context import AppContext, as_id, as_track
+from whypop.app.context import AppContext
 from whypop.errors import NotFound
 from whypop.listen import audio_file
 
@@ -144,11 +144,13 @@ def register(app, ctx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def show_song(track_id, extraction_id, concept_id, only, listen, shown):
-        eid, tid = as_id(extraction_id), as_track(track_id)
-        listen = listen if listen in ("solo", "without") else "song"
-        selected = as_id(concept_id)
+        # every input is checked against the run (a known extraction, concept, prepared track)
+        eid = ctx.data.extraction_id(extraction_id)
+        tid = ctx.data.track_id(track_id)
+        listen = listen if isinstance(listen, str) and listen in ("solo", "without") else "song"
+        selected = ctx.data.concept_id(eid, concept_id)
         trigger = callback_context.triggered_id
-        if (isinstance(shown, dict) and shown.get("extraction") == eid
+        if (isinstance(shown, dict) and eid is not None and shown.get("extraction") == eid
                 and (shown.get("kind") == "upload" or (shown.get("kind") == "track" and shown.get("id") == tid))
                 and trigger in (ids.song("listen"), ids.links("concept"), ids.song("only"))):
             # an explained song (an upload, or this track) is shown: keep it, with the new listen choice
@@ -163,7 +165,7 @@ def register(app, ctx: AppContext) -> None:
             waiting = figures.message_figure(f"explaining {name}: placing the concepts in it…", HEIGHT)
             req = {"kind": "track", "id": tid, "extraction": eid, "listen": listen, "concept": selected}
             return waiting, None, "", req, [], ""
-        concept = as_id(concept_id) if only else None
+        concept = selected if only is True else None
         selected = selected if listen != "song" else None
         return (*cached_view(eid, tid, concept, listen, selected), None, [], "")
 
@@ -179,7 +181,8 @@ def register(app, ctx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def picker_options(track_id, concept_id, extraction_id):
-        return cached_options(as_id(extraction_id), as_id(concept_id), as_track(track_id))
+        eid = ctx.data.extraction_id(extraction_id)
+        return cached_options(eid, ctx.data.concept_id(eid, concept_id), ctx.data.track_id(track_id))
 
     @functools.lru_cache(maxsize=512)
     def cached_options(extraction_id, concept_id, track_id):

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    store = RunStore(args.run)
+    store = RunStore(args.run, read_only=True)  # the panels only read; jobs open their own store
     return serve(store, None, host=args.host, port=args.port, prefix=args.prefix, debug=args.debug)
 
 

@@ -8,6 +8,7 @@ import json
 from whypop.ace import faithfulness, stability
 from whypop.results import ExtractionSummary, GenreSummary, JobProgress
 from whypop.store import RunStore
+from whypop.text import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,10 +17,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    store = RunStore(args.run)
+    store = RunStore(args.run, read_only=True)  # never waits behind a writer, never changes the run
     st = store.status()
     # what preparation skipped without a track to record it on (e.g. an empty genre folder)
     st["tracks"]["warnings"] = list(store.get_meta("prepare_warnings", None) or [])
+    # songs added to a prepared folder collection take a hashed split: say when shares drift
+    cfg = store.stored_config()
+    drift = []
+    if cfg is not None and store.get_meta("layout", None) == "folders":
+        from whypop.datasets import split_drift  # numpy: only for folder collections (status stays quick)
+
+        drift = split_drift(st["tracks"]["per_genre"], cfg.dataset.split)
+    st["tracks"]["split_drift"] = drift
     st["collection"] = collection_summary(store)
     add_tests(store, st)
     if args.json:
@@ -61,11 +70,16 @@ def add_tests(store: RunStore, st: dict) -> None:
 
 
 def format_status(st: dict) -> str:
+    """The human-readable status; names from the user's files are printed with control characters visible."""
+    return "\n".join(visible(line) for line in _status_lines(st))
+
+
+def _status_lines(st: dict) -> list[str]:
     t = st["tracks"]
     lines = [f"run {st['run']}", f"  tracks: {t['ok']} ok, {t['failed']} failed, {t['pending']} pending (of {t['total']})"]
     for genre, splits in sorted(t["per_genre"].items()):
         lines.append(f"    {genre}: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())))
-    for w in t.get("warnings", []):
+    for w in t.get("warnings", []) + t.get("split_drift", []):
         lines.append(f"    warning: {w}")
     if st.get("collection"):
         from whypop.collection import CollectionSummary
@@ -91,7 +105,8 @@ def format_status(st: dict) -> str:
         for note in metrics.get("notes", []):
             lines.append(f"    {note}")
     for e in st["extractions"]:
-        line = f"  extraction {e['extraction_id']}: {e['status']}, {e['concepts']} concepts"
+        state = "running, but its process is gone (the next command that writes marks it failed)" if e.get("stale") else e["status"]
+        line = f"  extraction {e['extraction_id']}: {state}, {e['concepts']} concepts"
         if e.get("error"):
             line += f" ({e['error']})"
         lines.append(line)
@@ -114,7 +129,7 @@ def format_status(st: dict) -> str:
                             f"; planted signatures found under every seed: {'yes' if s.planted_everywhere else 'no'}"))
     for j in st["jobs"][-10:]:
         lines.append(f"  job {j['job_id']}: {j['kind']} {j['status']} {JobProgress.from_row(j).text} {j.get('error') or ''}".rstrip())
-    return "\n".join(lines)
+    return lines
 
 
 def _planted_lines(genre: str, g: GenreSummary) -> list[str]:
