@@ -237,7 +237,7 @@ def test_two_apps_in_one_flask_server(fake_run):  # noqa: F811
     for prefix in ("/a/", "/b/"):
         deps = c.get(prefix + "_dash-dependencies").get_json()
         assert sum(1 for d in deps if d.get("clientside_function")) == 3
-        assert len(deps) == 10
+        assert len(deps) == 13  # 10 + the genre filter (2) and the cluster member list (1)
         assert c.get(prefix + "img/spec/bells_00.png").status_code == 200
     assert not dash._callback.GLOBAL_CALLBACK_LIST  # nothing registered at module level
 

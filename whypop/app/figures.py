@@ -18,7 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from whypop.app.data import Concept, ExtractionView, Placement, SongFeatures
-from whypop.app.layout import BASE_SIZE, MAX_SWARM, fit_swarm, pack_map, region_grid, swarm_offsets  # noqa: F401
+from whypop.app.layout import BASE_SIZE, MAX_SWARM, fit_swarm, legend_rows, pack_map, region_grid, swarm_offsets  # noqa: F401
 from whypop.geometry import hz_to_row
 from whypop.config import AudioConfig
 
@@ -187,7 +187,8 @@ def concept_map_figure(view: ExtractionView, colors: Mapping[str, str], height_p
     marker's hover and click tell the rest. Concepts without a cluster keep their own
     place. ``width_px``: a conservative guess of the panel's width.
     """
-    infos = cluster_infos(view)
+    infos = {k: info for k, info in cluster_infos(view).items()  # a cluster needs a place on the map
+             if k in view.cluster_xy or any(c.x is not None and c.y is not None for c in info.concepts)}
     placed = [c for c in view.concepts if c.cluster in infos or (c.x is not None and c.y is not None)]
     members: dict[int, list[int]] = {k: [c.concept_id for c in info.concepts] for k, info in infos.items()}
     centres: dict[int, tuple[float, float]] = {}
@@ -326,11 +327,14 @@ def radar_figure(songs: Sequence[SongFeatures], source: str, height_px: float | 
 
 def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioConfig, image_size: tuple[int, int],
                 colors: Mapping[int, str] | None = None, height_px: float = 360) -> go.Figure:
-    """Panel 5: the song's spectrogram (a server-rendered image) with each concept patch outlined and labelled.
+    """Panel 5: the song's spectrogram (a server-rendered image) with each concept patch outlined.
 
-    x is in seconds, y in image rows counted from the bottom (ticks in Hz). ``shapes[0]``
-    is the playhead that ``assets/whypop.js`` moves; the transparent heatmap (meta
-    "seek") makes every point of the image clickable to seek.
+    The outlines carry no text: a legend at the right names each concept once, keyed by
+    its outline colour (with its patch count), so labels never pile up however many
+    patches a song has; hovering anywhere names the regions under the pointer. x is in
+    seconds, y in image rows counted from the bottom (ticks in Hz). ``shapes[0]`` is the
+    playhead that ``assets/whypop.js`` moves; the transparent heatmap (meta "seek") makes
+    every point of the image clickable to seek and carries the hover names.
     """
     height, width = image_size
     duration = float(audio.duration)
@@ -338,17 +342,40 @@ def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioCon
     colors = dict(colors or concept_colors(placements))
     shapes: list[dict] = [dict(type="line", name="playhead", x0=0, x1=0, y0=0, y1=height, xref="x", yref="y",
                                line=dict(color="#e00", width=2), layer="above")]
-    annotations = []
+    counts: dict[int, int] = {}
+    names: dict[int, str] = {}
     for p in placements:
         x0, y0, x1, y1 = p.box
         color = colors.get(p.concept_id, "#fff")
         shapes.append(dict(type="rect", x0=x0 * sec_per_px, x1=x1 * sec_per_px, y0=height - y1, y1=height - y0,
                            line=dict(color=color, width=1.5), fillcolor="rgba(0,0,0,0)", layer="above"))
-        annotations.append(dict(text=_esc(p.name), x=x0 * sec_per_px, y=height - y0, xanchor="left", yanchor="bottom",
-                                showarrow=False, font=dict(size=10, color="#fff"), bgcolor=_rgba(color, 0.85), borderpad=1))
+        counts[p.concept_id] = counts.get(p.concept_id, 0) + 1
+        names.setdefault(p.concept_id, p.name)
+    margin = dict(l=60, r=10, t=10, b=45)
+    annotations = []
+    if names:
+        margin["r"] = LEGEND_PX
+        rows = legend_rows(height_px - margin["t"] - margin["b"])
+        entries = list(names)
+        shown = entries if len(entries) <= rows else entries[: rows - 1]
+        step = 1.0 / rows
+        for i, cid in enumerate(shown):
+            label = _short(names[cid], LEGEND_CHARS)
+            annotations.append(dict(text=_esc(label), x=1.01, y=1 - i * step, xref="paper", yref="paper",
+                                    xanchor="left", yanchor="top", showarrow=False, align="left",
+                                    font=dict(size=10, color="#fff"), bgcolor=_rgba(colors.get(cid, "#888"), 0.9),
+                                    borderpad=1, hovertext=_esc(f"{names[cid]}: {counts[cid]} patches")))
+        if len(shown) < len(entries):
+            annotations.append(dict(text=f"+{len(entries) - len(shown)} more concepts (hover the image)", x=1.01,
+                                    y=1 - len(shown) * step, xref="paper", yref="paper", xanchor="left", yanchor="top",
+                                    showarrow=False, font=dict(size=10, color="#666")))
+    cols, grid_rows = min(width, 160), SEEK_ROWS
+    grid = region_grid([p.box for p in placements], [_esc(p.name) for p in placements], width, height, cols, grid_rows)
+    text = [["" if not cell else "<br>" + cell for cell in row] for row in grid]
     ticks = [f for f in (100, 250, 500, 1000, 2000, 4000, 8000, 16000) if f < audio.sample_rate / 2]
-    data = [dict(type="heatmap", meta="seek", z=[[0] * width], x0=sec_per_px / 2, dx=sec_per_px, y0=height / 2, dy=height,
-                 opacity=0, showscale=False, hovertemplate="%{x:.2f} s — click to play from here<extra></extra>",
+    data = [dict(type="heatmap", meta="seek", z=[[0] * cols] * grid_rows, x0=duration / cols / 2, dx=duration / cols,
+                 y0=height / grid_rows / 2, dy=height / grid_rows, text=text,
+                 opacity=0, showscale=False, hovertemplate="%{x:.2f} s%{text}<br><i>click to play from here</i><extra></extra>",
                  colorscale=[[0, "#000"], [1, "#000"]])]
     layout = _base_layout(height_px)
     layout.update(
@@ -359,9 +386,14 @@ def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioCon
         yaxis=dict(title=dict(text="frequency (Hz, mel scale)"), range=[0, height], showgrid=False, zeroline=False,
                    fixedrange=True, tickvals=[height * (1 - float(hz_to_row(f, audio)) / audio.image_size) for f in ticks],
                    ticktext=[f"{f // 1000}k" if f >= 1000 else str(f) for f in ticks]),
-        margin=dict(l=60, r=10, t=10, b=45),
+        margin=margin,
     )
     return go.Figure(data=data, layout=layout)
+
+
+LEGEND_PX = 190  # right margin of panel 5 holding the concept legend
+LEGEND_CHARS = 26  # longest concept name in the legend before it is shortened
+SEEK_ROWS = 24  # rows of the hover grid over the spectrogram
 
 
 def concept_colors(placements: Sequence[Placement]) -> dict[int, str]:
