@@ -129,6 +129,8 @@ def test_panel_5_labels_never_collide_on_the_busiest_demo_song(demo_run, page):
     song = max(songs, key=lambda t: (len(data.placements(eid, t)), t))
     placements = data.placements(eid, song)
     names = list(dict.fromkeys(p.name for p in placements))
+    height, width = data.spectrogram_shape(song)
+    duration = data.audio.duration
     data.store.close()
     assert len(placements) > 10, "the demo's busiest song should be crowded"
     server = ThreadServer(create_app(demo_run, read_only=True).server)
@@ -154,10 +156,8 @@ def test_panel_5_labels_never_collide_on_the_busiest_demo_song(demo_run, page):
         page.locator(P5).scroll_into_view_if_needed()
         xy = page.evaluate(f"""([bx, by]) => {{ const gd = document.querySelector({json.dumps(P5)}); const fl = gd._fullLayout;
             const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
-            const H = fl.yaxis.range[1]; const W = fl.images[0].sizex;
-            const img = gd.layout.images[0];
             return [r.left + fl.xaxis.l2p(bx), r.top + fl.yaxis.l2p(by)]; }}""",
-                           [(p.box[0] + p.box[2]) / 2 * data.audio.duration / 128, 128 - (p.box[1] + p.box[3]) / 2])
+                           [(p.box[0] + p.box[2]) / 2 * duration / width, height - (p.box[1] + p.box[3]) / 2])
         page.mouse.move(*xy)
         page.wait_for_function(f"() => {{ const h = document.querySelector({json.dumps(P5)} + ' .hoverlayer'); "
                                f"return h && h.textContent.includes({json.dumps(p.name)}); }}")

@@ -388,12 +388,13 @@ def song_figure(image_url: str, placements: Sequence[Placement], audio: AudioCon
                    ticktext=[f"{f // 1000}k" if f >= 1000 else str(f) for f in ticks]),
         margin=margin,
     )
-    return go.Figure(data=data, layout=layout)
+    # built per request: skip plotly's validation of the hover grid (several times the build time)
+    return go.Figure(data=data, layout=layout, _validate=False)
 
 
 LEGEND_PX = 190  # right margin of panel 5 holding the concept legend
 LEGEND_CHARS = 26  # longest concept name in the legend before it is shortened
-SEEK_ROWS = 24  # rows of the hover grid over the spectrogram
+SEEK_ROWS = 12  # rows of the hover grid over the spectrogram (its text is most of the payload)
 
 
 def concept_colors(placements: Sequence[Placement]) -> dict[int, str]:
