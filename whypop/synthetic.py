@@ -42,6 +42,7 @@ AUDIO_SECONDS = 6.0
 SEGMENTS = 16  # segment masks per discovery song
 RANDOM_EXPERIMENTS = 10
 LAYER = "layer4.1.conv2"
+PATCH_FILL = 117  # outside a patch's segment, as ACE fills it
 
 
 @dataclass(frozen=True)
@@ -186,9 +187,14 @@ def _extraction(store: RunStore, rng: np.random.Generator, spec: SyntheticSpec, 
                 refs, masks = masks_by_track[tid]
                 m = int(rng.integers(SEGMENTS))
                 ys, xs = np.nonzero(masks[m])
-                patches.append({"concept_id": cid, "rank": rank, "track_id": tid,
-                                "x0": int(xs.min()), "y0": int(ys.min()), "x1": int(xs.max()) + 1,
-                                "y1": int(ys.max()) + 1, "mask": refs[m], "distance": round(0.05 * rank + 0.1 * rng.random(), 4)})
+                x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+                patches.append({"concept_id": cid, "rank": rank, "track_id": tid, "x0": x0, "y0": y0, "x1": x1,
+                                "y1": y1, "mask": refs[m], "distance": round(0.05 * rank + 0.1 * rng.random(), 4)})
+                # the patch image as the extraction stores it: the crop, outside the segment filled
+                crop = images[tid][y0:y1, x0:x1].copy()
+                crop[~masks[m][y0:y1, x0:x1]] = PATCH_FILL
+                store.write_bytes_atomic(str((partial / "patches" / f"{cid}_{rank}.png").relative_to(store.root)),
+                                         encode_png(crop))
             k += 1
     norms = np.linalg.norm(cavs, axis=1, keepdims=True)
     similarity = ((cavs / norms) @ (cavs / norms).T).astype(np.float32)
@@ -218,7 +224,10 @@ def _extraction(store: RunStore, rng: np.random.Generator, spec: SyntheticSpec, 
 
 
 def _spectrogram(rng: np.random.Generator, size: int, genre: int, genres: int) -> np.ndarray:
-    img = rng.normal(60, 18, size=(size, size)).astype(np.float32)
+    """A spectrogram-like image: smooth texture (compresses like a real one), a genre band, onsets."""
+    coarse = rng.normal(60, 22, size=(size // 4 + 1, size // 4 + 1))
+    img = np.kron(coarse, np.ones((4, 4)))[:size, :size]
+    img += rng.normal(0, 4, size=(size, size))
     band = int(size * (0.1 + 0.75 * genre / max(1, genres)))
     img[band:band + 8] += 110
     step = 8 + 4 * (genre % 4)
