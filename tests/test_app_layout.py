@@ -133,3 +133,21 @@ def test_synthetic_run_has_the_requested_shape(tmp_path):
     assert data.has_source("echonest") and data.spectrogram_shape(view.discovery[view.genres[0]][0]) == (224, 224)
     assert SCALES["thesis"].genres * SCALES["thesis"].concepts == 200 and SCALES["thesis"].tracks == 8000
     assert SCALES["wide"].genres == 16
+
+
+def test_context_png_is_the_context_image():
+    import io
+
+    from PIL import Image
+
+    from whypop.app import images
+
+    rng = np.random.default_rng(3)
+    spec = rng.integers(0, 256, size=(40, 30), dtype=np.uint8)
+    mask = np.zeros(spec.shape, bool)
+    mask[5:20, 8:25] = True
+    for scale in (1, 2):
+        png = images.context_png(spec, mask, "#E69F00", scale=scale)
+        got = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        assert np.array_equal(got, images.context_image(spec, mask, "#E69F00", scale=scale))
+    assert images.context_scale((128, 128)) == 2 and images.context_scale((224, 224)) == 1

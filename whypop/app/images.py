@@ -60,6 +60,23 @@ def context_image(spec: np.ndarray, mask: np.ndarray, color: str, scale: int = 2
     return rgb
 
 
+def context_png(spec: np.ndarray, mask: np.ndarray, color: str, scale: int = 1) -> bytes:
+    """:func:`context_image` encoded as a palette PNG (grey ramp + the outline colour): same picture, several times faster."""
+    m = np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1) if scale > 1 else mask
+    big = np.repeat(np.repeat(spec, scale, axis=0), scale, axis=1) if scale > 1 else spec
+    grey = big.astype(np.float32)
+    grey[~m] *= 0.55
+    index = np.minimum(grey, 254).astype(np.uint8)
+    edge = outline(m)
+    edge |= np.roll(edge, 1, axis=0) & m | np.roll(edge, 1, axis=1) & m
+    index[edge] = 255
+    img = Image.fromarray(np.ascontiguousarray(index), mode="P")
+    img.putpalette([v for g in range(255) for v in (g, g, g)] + list(_hex(color)))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def song_image(spec: np.ndarray, masks: Sequence[np.ndarray]) -> np.ndarray:
     """The song view: every concept patch in colour (magma), everything else greyed out."""
     covered = np.zeros(spec.shape, dtype=bool)

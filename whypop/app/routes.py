@@ -157,7 +157,7 @@ class _Renderer:
         color = genre_colors(view.genres).get(view.concept(cid).genre, "#ff0000")
         spec, mask, _ = self._segment(eid, row)
         # rendered per request at real scale (200 concepts x 10 examples): fast compression, no upscaling of big images
-        return images.encode(images.context_image(spec, mask, color, scale=images.context_scale(spec.shape)), compress_level=1)
+        return images.context_png(spec, mask, color, scale=images.context_scale(spec.shape))
 
     @functools.lru_cache(maxsize=256)
     def _song_png(self, eid: int, track_id: str, concept_id: int | None = None) -> bytes:
