@@ -61,12 +61,15 @@ def context_image(spec: np.ndarray, mask: np.ndarray, color: str, scale: int = 2
 
 
 def context_png(spec: np.ndarray, mask: np.ndarray, color: str, scale: int = 1) -> bytes:
-    """:func:`context_image` encoded as a palette PNG (grey ramp + the outline colour): same picture, several times faster."""
+    """:func:`context_image` encoded as a palette PNG (grey ramp + the outline colour), several times faster.
+
+    The same picture, except that pure white (255) shows as 254: index 255 is the outline colour.
+    """
     m = np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1) if scale > 1 else mask
     big = np.repeat(np.repeat(spec, scale, axis=0), scale, axis=1) if scale > 1 else spec
-    grey = big.astype(np.float32)
+    grey = big.astype(float)
     grey[~m] *= 0.55
-    index = np.minimum(grey, 254).astype(np.uint8)
+    index = np.minimum(grey.astype(np.uint8), 254)  # 255 is the outline (white becomes 254)
     edge = outline(m)
     edge |= np.roll(edge, 1, axis=0) & m | np.roll(edge, 1, axis=1) & m
     index[edge] = 255
