@@ -50,6 +50,7 @@ def concept_hover(c: Concept) -> str:
 
 
 CLUSTER_HANDLE = 9  # px, the marker under a cluster of the concept map
+LABEL_ALL_UP_TO = 12  # clusters: label every one up to this many, else those of 3 or more concepts
 SIGNIFICANCE_FLAG = "not-significant"  # shown by the open marker already
 
 
@@ -176,7 +177,7 @@ def _flagged(c: Concept) -> bool:
 
 
 def concept_map_figure(view: ExtractionView, colors: Mapping[str, str], height_px: float = 380,
-                       width_px: float = 440) -> go.Figure:
+                       width_px: float = 480) -> go.Figure:
     """Panel 2: the concept map: clusters of concepts across genres.
 
     Each cluster's concepts are packed on a disc whose radius grows with its member count
@@ -202,7 +203,9 @@ def concept_map_figure(view: ExtractionView, colors: Mapping[str, str], height_p
     for n, c in enumerate(loose):  # a concept without a cluster is a cluster of one (negative key)
         members[-1 - n] = [c.concept_id]
         centres[-1 - n] = (c.x, c.y)
-    labels = {k: len(info.label()) for k, info in infos.items()}
+    # with many clusters, the smallest (one or two concepts) go unlabelled: their marker's hover tells
+    labelled = {k for k, info in infos.items() if len(infos) <= LABEL_ALL_UP_TO or len(info.concepts) >= 3}
+    labels = {k: len(infos[k].label()) for k in labelled}
     margin = dict(l=10, r=10, t=10, b=10)
     plot_w, plot_h = width_px - margin["l"] - margin["r"], height_px - margin["t"] - margin["b"]
     packed = pack_map(members, centres, labels, plot_w, plot_h)
@@ -223,7 +226,7 @@ def concept_map_figure(view: ExtractionView, colors: Mapping[str, str], height_p
         data.append(dict(
             type="scatter", mode="markers+text", meta="clusters", name="clusters", showlegend=False,
             x=[p.label_x for p in ordered], y=[p.label_y for p in ordered],
-            customdata=[{"cluster": k} for k in ids_], text=[_esc(infos[k].label()) for k in ids_],
+            customdata=[{"cluster": k} for k in ids_], text=[_esc(infos[k].label()) if k in labelled else "" for k in ids_],
             textposition="bottom center", textfont=dict(size=10, color=["#aaa" if g else "#444" for g in grey]),
             hovertext=[_cluster_hover(infos[k]) for k in ids_], hovertemplate="%{hovertext}<extra></extra>",
             # a small handle under the disc: hover or click it for the cluster (the highlight code resizes it)

@@ -27,6 +27,7 @@ MAX_SWARM = 0.42  # half-width of a genre's swarm, in genre slots
 GOLDEN_ANGLE = math.pi * (3 - math.sqrt(5))
 CHAR_PX = 5.6  # mean width of a 10 px label character
 LINE_PX = 14.0  # height of one label line
+CLUSTER_MARK_PX = 9.0  # the marker between a cluster's disc and its label
 
 
 # -- panel 1: the beeswarm ----------------------------------------------------------------------
@@ -168,23 +169,26 @@ def pack_map(members: Mapping[int, Sequence[int]], centres: Mapping[int, tuple[f
     label_chars = dict(label_chars or {})
     discs = {k: sunflower(len(members[k])) for k in keys}
     radius = {k: (float(np.linalg.norm(discs[k], axis=1).max()) if len(members[k]) > 1 else 0.0) + 0.5 for k in keys}
-    unit_px = base + 2.0  # labels are sized for full-size markers; a shrunk map keeps them legible
-    # each cluster's footprint: a box around its disc and the label under it (slot units)
-    half_w = np.array([max(radius[k], label_chars.get(k, 0) * CHAR_PX / unit_px / 2) + 0.3 for k in keys])
-    label_h = np.array([LINE_PX / unit_px + 0.6 if label_chars.get(k) else 0.0 for k in keys])
-    up = np.array([radius[k] + 0.3 for k in keys])  # centre to the box's top
-    down = up + label_h  # centre to the box's bottom
     aspect = width_px / max(1.0, height_px)
-    # separate the boxes' centres, then shift back to the discs' centres
-    half_h = (up + down) / 2
-    offset = (up - down) / 2  # box centre = disc centre + offset (in y)
     start = np.array([centres.get(k, (0.0, 0.0)) for k in keys], dtype=float)
-    boxes = _separate(start, np.stack([half_w, half_h], 1) if keys else np.zeros((0, 2)), aspect)
-    xy = boxes - np.stack([np.zeros(len(keys)), offset], 1) if keys else np.zeros((0, 2))
-    lo = np.min(boxes - np.stack([half_w, half_h], 1), axis=0) if keys else np.zeros(2)
-    hi = np.max(boxes + np.stack([half_w, half_h], 1), axis=0) if keys else np.ones(2)
-    span = np.maximum(hi - lo, 1.0)
-    ppu = float(min(width_px / span[0], height_px / span[1]))
+    up = np.array([radius[k] + 0.3 for k in keys])  # disc centre to the footprint's top
+    unit_px = base + 2.0  # a slot in pixels; labels have a size in pixels, so repack once the map's scale is known
+    for _ in range(4):
+        # each cluster's footprint: a box around its disc and the label under it (slot units)
+        half_w = np.array([max(radius[k], label_chars.get(k, 0) * CHAR_PX / unit_px / 2) + 0.3 for k in keys])
+        label_h = np.array([(LINE_PX + CLUSTER_MARK_PX) / unit_px + 0.2 if label_chars.get(k) else 0.0 for k in keys])
+        down = up + label_h  # disc centre to the footprint's bottom
+        half_h = (up + down) / 2
+        offset = (up - down) / 2  # footprint centre = disc centre + offset (in y)
+        boxes = _separate(start, np.stack([half_w, half_h], 1) if keys else np.zeros((0, 2)), aspect)
+        xy = boxes - np.stack([np.zeros(len(keys)), offset], 1) if keys else np.zeros((0, 2))
+        lo = np.min(boxes - np.stack([half_w, half_h], 1), axis=0) if keys else np.zeros(2)
+        hi = np.max(boxes + np.stack([half_w, half_h], 1), axis=0) if keys else np.ones(2)
+        span = np.maximum(hi - lo, 1.0)
+        ppu = float(min(width_px / span[0], height_px / span[1]))
+        if ppu >= unit_px * 0.95:
+            break
+        unit_px = max(ppu, smallest + 2.0)
     positions: dict[int, tuple[float, float]] = {}
     places = []
     for n, k in enumerate(keys):
