@@ -92,10 +92,12 @@ def test_panels_1_and_2_hide_no_marker_at_scale(scale_run, page):
             assert m["hidden"] / m["n"] < MAX_HIDDEN, (name, sel, m)
             assert m["size"] >= 4
         # the genre filter appears with many genres; picking two redraws the swarm with bigger markers
+        page.wait_for_timeout(500)  # the filter's own callback (options, visibility) follows the extraction's
         shown = page.locator("[id='{\"part\":\"genres\",\"whypop\":\"importance\"}']").is_visible()
         assert shown == (spec.genres > 8)
         if shown:
             before = page.evaluate(JS_HIDDEN, P1)["size"]
+            page.wait_for_function("() => document.body.innerText.includes('all genres (pick some')")
             # the value a pick in the dropdown sets (Dash's own prop setter: the same callback chain runs)
             page.evaluate("() => window.dash_clientside.set_props({part: 'genres', whypop: 'importance'}, "
                           "{value: ['Folk', 'Rock']})")

@@ -198,7 +198,8 @@ def pack_map(members: Mapping[int, Sequence[int]], centres: Mapping[int, tuple[f
         order = np.lexsort((np.hypot(pts[:, 0], pts[:, 1]), np.mod(np.arctan2(pts[:, 1], pts[:, 0]) - math.pi / 2, 2 * math.pi)))
         for cid, j in zip(members[k], order):
             positions[int(cid)] = (cx + float(pts[j, 0]), cy + float(pts[j, 1]))
-        places.append(ClusterPlace(int(k), cx, cy, radius[k], cx, cy - radius[k] - 0.2))
+        # the cluster's marker just under its disc, clear of the members at any scale
+        places.append(ClusterPlace(int(k), cx, cy, radius[k], cx, cy - radius[k] - (CLUSTER_MARK_PX / 2 + 1) / ppu))
     marker = float(min(base, max(smallest, ppu - 2.0)))
     return MapLayout(positions, tuple(places), marker, (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])), ppu)
 
