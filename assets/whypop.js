@@ -53,6 +53,9 @@
   function restyle(fig, emph, sets, selected) {
     var P = new window.dash_clientside.Patch();
     var sel = null;
+    // the figure's own marker sizes (shrunk to fit at scale), else the defaults
+    var meta = (fig.layout && fig.layout.meta) || {};
+    var base = meta.marker_size || BASE, hub = meta.cluster_size || 22;
     fig.data.forEach(function (tr, i) {
       if (tr.meta === "concepts") {
         var ids = tr.customdata || [];
@@ -60,8 +63,8 @@
           return !sets ? NORMAL : (emph.has(c) ? 1 : FADED);
         }));
         P.assign(["data", i, "marker", "size"], ids.map(function (c) {
-          if (!sets) return BASE;
-          return c === sets.hot ? BASE + 6 : (emph.has(c) ? BASE + 3 : BASE);
+          if (!sets) return base;
+          return c === sets.hot ? base + 6 : (emph.has(c) ? base + 3 : base);
         }));
         ids.forEach(function (c, j) { if (c === selected) { sel = [tr.x[j], tr.y[j]]; } });
       } else if (tr.meta === "clusters") {
@@ -70,7 +73,7 @@
           return !sets || sets.cluster === null ? 1 : (k === sets.cluster ? 1 : 0.3);
         }));
         P.assign(["data", i, "marker", "size"], ks.map(function (k) {
-          return sets && k === sets.cluster ? 34 : 22;
+          return sets && k === sets.cluster ? Math.round(hub * 1.6) : hub;
         }));
       }
     });

@@ -15,9 +15,13 @@ built from ``/_dash-dependencies`` and the values the server itself returned (co
 from the panel-1 figure, songs from the radar), fetches the images a browser would
 (once each: the browser caches them), then thinks for ``--think`` seconds (uniform
 0.5x..1.5x) before the next click. Without ``--run`` a demo run is built first (prepare,
-train, extract), or with ``--fake`` the small synthetic run of the tests is used.
+train, extract), or with ``--fake`` the small synthetic run of the tests is used, or with
+``--scale thesis`` (8 genres x 25 concepts, 10 examples each, 8,000 tracks) or ``--scale wide``
+(16 genres) a synthetic run of real size (:mod:`whypop.synthetic`; ``build_s``: its build time).
+``overview_ms``/``overview_bytes``: the callback that draws panels 1 and 2 for the extraction
+(time and uncompressed JSON size), the one that grows with the number of concepts.
 
-    python benchmarks/serve.py [--run RUN_DIR | --fake] [--users 20] [--seconds 30] [--think 1.0]
+    python benchmarks/serve.py [--run RUN_DIR | --fake | --scale thesis] [--users 20] [--seconds 30] [--think 1.0]
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", help="run directory with a complete extraction (default: build a demo run)")
     p.add_argument("--fake", action="store_true", help="use the tests' small synthetic run")
+    p.add_argument("--scale", choices=("thesis", "wide"), help="a synthetic run of real size (see whypop.synthetic)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="with --scale: skip the baseline (the same load on the small fake run, measured first)")
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--think", type=float, default=1.0, help="mean seconds between a user's clicks")
@@ -64,20 +71,38 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="whypop-bench-"))
     try:
-        run, kind = _run_dir(args, tmp)
-        proc, base = _start_gunicorn(run, args)
-        try:
-            _wait(base, proc)
-            first = first_page_bytes(base)
-            result = load(base, args)
-        finally:
-            _stop(proc)
-        result.update(first_page_bytes=first, run=kind, users=args.users, seconds=args.seconds,
-                      think_s=args.think, workers=args.workers)
+        baseline = None
+        if args.scale and not args.no_baseline:
+            # the same load on the tests' small run, measured now on the same (possibly busy) machine
+            fake = argparse.Namespace(**{**vars(args), "scale": None, "fake": True, "run": None})
+            small = _measure(fake, tmp / "baseline")
+            baseline = {k: small[k] for k in ("p50_ms", "p95_ms", "errors", "overview_ms", "overview_bytes",
+                                              "first_page_bytes")}
+        run_tmp = tmp / "main"
+        result = _measure(args, run_tmp)
+        if baseline is not None:
+            result["baseline_fake"] = baseline
+            if baseline["p95_ms"] and result["p95_ms"]:
+                result["p95_vs_baseline"] = round(result["p95_ms"] / baseline["p95_ms"], 2)
         print(json.dumps(result, sort_keys=True))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _measure(args, tmp: Path) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
+    run, kind = _run_dir(args, tmp)
+    proc, base = _start_gunicorn(run, args)
+    try:
+        _wait(base, proc)
+        first = first_page_bytes(base)
+        result = load(base, args)
+    finally:
+        _stop(proc)
+    result.update(first_page_bytes=first, run=kind, users=args.users, seconds=args.seconds,
+                  think_s=args.think, workers=args.workers, build_s=getattr(args, "build_s", None))
+    return result
 
 
 # -- the run and the server ----------------------------------------------------------------------
@@ -91,6 +116,13 @@ def _run_dir(args, tmp: Path) -> tuple[Path, str]:
         from app_fixtures import make_fake_run
 
         return make_fake_run(tmp / "run"), "fake"
+    if args.scale:
+        from whypop.synthetic import SCALES, build_synthetic_run
+
+        start = time.perf_counter()
+        run = build_synthetic_run(tmp / "run", SCALES[args.scale])
+        args.build_s = round(time.perf_counter() - start, 1)
+        return run, f"synthetic-{args.scale}"
     from whypop.config import load_config
     from whypop.store import RunStore
 
@@ -242,7 +274,8 @@ def load(base: str, args) -> dict:
                               changed=(ids.links("location"), "search"))
     extraction = state[K(ids.links("extraction"), "data")]
     features = state[K(ids.radar("source"), "value")]
-    _, panels = setup.callback((ids.importance("graph"), "figure"), {K(ids.links("extraction"), "data"): extraction})
+    overview_ms, panels = setup.callback((ids.importance("graph"), "figure"), {K(ids.links("extraction"), "data"): extraction})
+    overview_bytes = len(json.dumps(panels))
     fig = panels[K(ids.importance("graph"), "figure")]
     concepts = [c for t in fig["data"] if t.get("meta") == "concepts" for c in t["customdata"]]
     if not concepts:
@@ -330,6 +363,8 @@ def load(base: str, args) -> dict:
         return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))], 1)
 
     return {
+        "overview_ms": round(overview_ms, 1),
+        "overview_bytes": overview_bytes,
         "p50_ms": pct(panel, 0.50),
         "p95_ms": pct(panel, 0.95),
         "errors": errors[0],

@@ -90,11 +90,18 @@ def test_concept_map_groups_concepts_around_cluster_centres(data):
     view = data.view(2)
     fig = figures.concept_map_figure(view, figures.genre_colors(view.genres))
     metas = [t.meta for t in fig.data]
-    assert metas[:2] == ["links", "clusters"] and metas[-1] == "selected"
-    centres = fig.data[1]
-    assert [d["cluster"] for d in centres.customdata] == sorted(view.cluster_xy)
-    links = fig.data[0]
-    assert sum(v is None for v in links.x) == len(view.concepts)  # one segment per concept
+    assert metas[0] == "clusters" and metas[-1] == "selected"
+    centres = fig.data[0]
+    assert [d["cluster"] for d in centres.customdata] == sorted({c.cluster for c in view.concepts})
+    discs = fig.layout.shapes  # one disc per cluster, every member inside its own cluster's disc
+    assert len(discs) == len(centres.customdata)
+    xy = {cid: (x, y) for t in fig.data if t.meta == "concepts" for cid, x, y in zip(t.customdata, t.x, t.y)}
+    assert set(xy) == {c.concept_id for c in view.concepts}
+    for k, disc in zip((d["cluster"] for d in centres.customdata), discs):
+        cx, cy, r = (disc.x0 + disc.x1) / 2, (disc.y0 + disc.y1) / 2, (disc.x1 - disc.x0) / 2
+        for c in view.concepts:
+            inside = (xy[c.concept_id][0] - cx) ** 2 + (xy[c.concept_id][1] - cy) ** 2 <= r ** 2
+            assert inside == (c.cluster == k)
     colors = {t.name: t.marker.color for t in fig.data if t.meta == "concepts"}
     assert colors == figures.genre_colors(view.genres)  # same colours as panel 1
 

@@ -33,8 +33,8 @@ def test_images_by_id(client):
     assert spec.shape == (128, 128)
     patch = _png(client.get("/img/patch/2/101/0.png"))
     assert 0 < patch.shape[0] <= 128 and 0 < patch.shape[1] <= 128
-    context = _png(client.get("/img/context/2/101/0.png"))
-    assert context.shape == (256, 256, 3)
+    context = np.asarray(Image.open(io.BytesIO(client.get("/img/context/2/101/0.png").data)).convert("RGB"))
+    assert context.shape == (256, 256, 3)  # a palette PNG of the RGB picture
     song = _png(client.get("/img/song/2/bells_00.png"))
     assert song.shape == (128, 128, 3)
 

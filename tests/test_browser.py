@@ -208,7 +208,8 @@ def exercise(page, base: str, t: Target) -> None:
         f"gd.layout.images[0].source.endsWith('/{song}.png?concept={t.concept}'); }}")
     texts = page.evaluate(f"() => document.querySelector({json.dumps(P5)}).layout.annotations.map(a => a.text)")
     shapes = page.evaluate(f"() => document.querySelector({json.dumps(P5)}).layout.shapes.length")
-    assert texts and len(set(texts)) == 1 and shapes == 1 + len(texts), (texts, shapes)
+    # the side legend names the one concept once; its patches keep their outlines
+    assert texts and len(set(texts)) == 1 and shapes >= 1 + len(texts), (texts, shapes)
 
     assert not bad, bad
     assert not errors, errors

@@ -43,6 +43,11 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return inner & ~eroded
 
 
+def context_scale(shape: tuple[int, int]) -> int:
+    """How much a context image is upscaled: small spectrograms 2x, real-size ones (>= 200 px) not at all."""
+    return 2 if max(shape) < 200 else 1
+
+
 def context_image(spec: np.ndarray, mask: np.ndarray, color: str, scale: int = 2) -> np.ndarray:
     """The source spectrogram (RGB, upscaled ``scale`` x), dimmed outside the segment, its boundary in ``color``."""
     m = np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
@@ -74,6 +79,26 @@ def overlay_png(mask: np.ndarray, color: str, scale: int = 2) -> bytes:
     return buf.getvalue()
 
 
+def context_png(spec: np.ndarray, mask: np.ndarray, color: str, scale: int = 1) -> bytes:
+    """:func:`context_image` encoded as a palette PNG (grey ramp + the outline colour), several times faster.
+
+    The same picture, except that pure white (255) shows as 254: index 255 is the outline colour.
+    """
+    m = np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1) if scale > 1 else mask
+    big = np.repeat(np.repeat(spec, scale, axis=0), scale, axis=1) if scale > 1 else spec
+    grey = big.astype(float)
+    grey[~m] *= 0.55
+    index = np.minimum(grey.astype(np.uint8), 254)  # 255 is the outline (white becomes 254)
+    edge = outline(m)
+    edge |= np.roll(edge, 1, axis=0) & m | np.roll(edge, 1, axis=1) & m
+    index[edge] = 255
+    img = Image.fromarray(np.ascontiguousarray(index), mode="P")
+    img.putpalette([v for g in range(255) for v in (g, g, g)] + list(_hex(color)))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def song_image(spec: np.ndarray, masks: Sequence[np.ndarray]) -> np.ndarray:
     """The song view: every concept patch in colour (magma), everything else greyed out."""
     covered = np.zeros(spec.shape, dtype=bool)
@@ -85,10 +110,10 @@ def song_image(spec: np.ndarray, masks: Sequence[np.ndarray]) -> np.ndarray:
     return rgb
 
 
-def encode(image: np.ndarray) -> bytes:
-    """uint8 (H, W) or (H, W, 3) -> PNG bytes."""
+def encode(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """uint8 (H, W) or (H, W, 3) -> PNG bytes (``compress_level`` 1: several times faster, a little bigger)."""
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
