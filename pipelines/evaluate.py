@@ -36,6 +36,8 @@ from whypop.progress import Progress, ProgressEvent, null_progress
 from whypop.store import RunStore
 
 log = logging.getLogger(__name__)
+STAGE = "evaluate"
+PLACE_STEP = "placing concepts"  # per genre, before its deletion and insertion tests
 
 FILE = fm.FILE
 HELDOUT = ("validation", "test")
@@ -119,9 +121,9 @@ def run(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    progress(ProgressEvent("evaluate", "concept bank", 0, 1))
+    progress(ProgressEvent(STAGE, "concept bank", 0, 1))
     bank = build_bank(store, eid, probe, params, weights_digest(loaded.model), cache=ev.cache)
-    progress(ProgressEvent("evaluate", "concept bank", 1, 1))
+    progress(ProgressEvent(STAGE, "concept bank", 1, 1))
     timings["bank"] = time.perf_counter() - t
 
     genres: dict[str, fm.GenreFaithfulness] = {}
@@ -148,7 +150,7 @@ def run(
                 for m in p.matches:
                     if m.concept_id in col:
                         regions[n, col[m.concept_id]] |= p.mask
-            progress(ProgressEvent("evaluate", "placing concepts", n + 1, len(images), genre))
+            progress(ProgressEvent(STAGE, PLACE_STEP, n + 1, len(images), genre))
         timings["placement"] = timings.get("placement", 0.0) + time.perf_counter() - t
         ranking = rank_concepts(mine, extra, float(info.get("null_mean", 0.5)))
         t = time.perf_counter()

@@ -154,6 +154,17 @@ def test_overall_fraction_runs_once_from_0_to_1():
     assert jobs.overall_fraction(ProgressEvent("extract", "CAVs", 900, 900, "Polka"), genres) is None
 
 
+def test_overall_fraction_leaves_the_last_third_to_the_deletion_tests():
+    genres = ["Hats", "Kick"]
+    last_extract = jobs.overall_fraction(ProgressEvent("extract", "summary", 1, 1), genres, evaluate=True)
+    assert last_extract == pytest.approx(1 - jobs.EVALUATE_SHARE)
+    steps = [(step, g, 10) for g in genres for step in ("placing concepts", "deletion and insertion")]
+    seen = [jobs.overall_fraction(ProgressEvent("evaluate", step, done, total, genre), genres, evaluate=True)
+            for step, genre, total in steps for done in range(total + 1)]
+    assert seen == sorted(seen) and seen[0] >= last_extract and seen[-1] == pytest.approx(1.0)
+    assert jobs.overall_fraction(ProgressEvent("evaluate", "placing concepts", 1, 2, "Kick"), genres) is None
+
+
 SMALL_JOB = {"genres": ["Hats"], "discovery_images": 4, "random_experiments": 4, "n_clusters": 8, "segments": [10, 15]}
 
 

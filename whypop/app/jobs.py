@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import pipelines.extract
+from pipelines.evaluate import PLACE_STEP
+from pipelines.evaluate import STAGE as EVALUATE_STAGE
 from whypop.ace.extractor import GENRE_STEPS, RANDOM_STEPS, SUMMARY_STEP
 from whypop.config import Config, resolve_config
 from whypop.errors import Cancelled, ConfigError, NotFound, WhypopError
@@ -151,13 +153,30 @@ def validate_params(store: RunStore, params: dict[str, Any]) -> tuple[Config, li
     return cfg, genres
 
 
-def overall_fraction(event: ProgressEvent, genres: list[str]) -> float | None:
+EVALUATE_SHARE = 1 / 3  # of a job's bar, when the deletion tests follow the extraction
+
+
+def overall_fraction(event: ProgressEvent, genres: list[str], evaluate: bool = False) -> float | None:
     """How far a whole extraction is, from one step's progress (None for an unknown step).
 
     The random sets, each genre and the summary count as equal parts, and within a part
     each of its steps too: a rough but steady measure (one bar from 0 to 100% rather
-    than one that starts over at every step).
+    than one that starts over at every step). With ``evaluate`` (the deletion tests
+    follow the extraction), they take the last :data:`EVALUATE_SHARE` of the bar, a part
+    per genre: placing its concepts, then its tests.
     """
+    if event.stage == EVALUATE_STAGE:
+        if not evaluate or event.genre not in genres:
+            return None
+        within = 0.5 * event.fraction if event.step == PLACE_STEP else 0.5 + 0.5 * event.fraction
+        return 1 - EVALUATE_SHARE + EVALUATE_SHARE * (genres.index(event.genre) + within) / len(genres)
+    extraction = _extraction_fraction(event, genres)
+    if extraction is None or not evaluate:
+        return extraction
+    return (1 - EVALUATE_SHARE) * extraction
+
+
+def _extraction_fraction(event: ProgressEvent, genres: list[str]) -> float | None:
     parts = len(genres) + 2
     if event.step == SUMMARY_STEP:
         part, steps = parts - 1, (SUMMARY_STEP,)
@@ -208,6 +227,7 @@ def run_extraction_job(
             _write_progress(db, job_id, state["progress"], heartbeat=now)
 
     stop = threading.Event()
+    evaluate = {"on": False}  # set once the job's configuration is read
 
     def heartbeat_loop() -> None:  # keeps the job alive through long steps without progress
         while not stop.wait(HEARTBEAT_SECONDS):
@@ -218,7 +238,7 @@ def run_extraction_job(
                     log.debug("heartbeat failed", exc_info=True)
 
     def progress(event: ProgressEvent) -> None:
-        overall = overall_fraction(event, job_genres)
+        overall = overall_fraction(event, job_genres, evaluate["on"])
         with lock:
             previous = state["progress"].fraction
             fraction = previous if overall is None else max(previous, overall)  # never backwards
@@ -236,6 +256,7 @@ def run_extraction_job(
     job_genres: list[str] = list(job["params"].get("genres") or store.genres())
     try:
         cfg, genres = validate_params(store, job["params"])
+        evaluate["on"] = bool(cfg.extract.evaluate)
         extraction_id = pipelines.extract.run(cfg, store, progress, genres=genres, job_id=job_id, cancel=cancel)
     except Cancelled:
         stop.set()
