@@ -9,7 +9,7 @@ arrays and masks of an extraction are in :mod:`whypop.extraction_files`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from whypop.progress import ProgressEvent
@@ -33,6 +33,18 @@ def _known(cls, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     """Split a stored mapping into the dataclass's fields and the rest (``extra``)."""
     names = {f.name for f in fields(cls)} - {"extra"}
     return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
+
+
+class FlatRecord:
+    """Mixin for a dataclass of plain JSON values: ``to_dict`` and back, keys it does not know ignored."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _round(value: Any) -> Any:

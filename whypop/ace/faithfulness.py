@@ -35,13 +35,14 @@ alone. Arrays in, typed results out; this module knows nothing of the run store.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from whypop.progress import Progress, ProgressEvent, null_progress
+from whypop.results import FlatRecord
 
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 (B, H, W) -> class probabilities (B, C)
 FILE = "faithfulness.json"  # beside an extraction's arrays
@@ -52,7 +53,7 @@ NOTHING_CHANGES = 0.02  # a concept whose deletion moves p(class) by less than t
 
 
 @dataclass
-class Curve:
+class Curve(FlatRecord):
     """One measure (class probability or accuracy) against k = 1..K for each concept order."""
 
     top: list[float]
@@ -65,13 +66,6 @@ class Curve:
     random_concepts: list[float] = field(default_factory=list)  # k random concepts of about the same mean area
     random_concepts_spread: list[float] = field(default_factory=list)
     empty: float | None = None  # insertion only: every region filled
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Curve":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass
@@ -94,7 +88,7 @@ class Test:
 
 
 @dataclass
-class ConceptEffect:
+class ConceptEffect(FlatRecord):
     """What deleting one concept alone does to its genre's held-out songs."""
 
     concept_id: int
@@ -103,13 +97,6 @@ class ConceptEffect:
     area: float  # mean share of the image, over those songs
     drop: float | None  # mean p(class) untouched minus deleted, over those songs; None when placed nowhere
     changes_nothing: bool  # placed nowhere, or |drop| < NOTHING_CHANGES
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ConceptEffect":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass

@@ -15,11 +15,13 @@ demo's ground-truth check), and how well the reference top concept matches there
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from whypop.results import FlatRecord
 
 FILE = "stability.json"  # beside the reference extraction's arrays
 MATCH = 0.8
@@ -41,7 +43,7 @@ class Run:
 
 
 @dataclass
-class GenreStability:
+class GenreStability(FlatRecord):
     genre: str
     significant: int  # significant concepts in the reference run
     best_cosine: list[float | None]  # per other seed: mean best-match cosine of those concepts
@@ -49,13 +51,6 @@ class GenreStability:
     top_cosine: list[float | None]  # per other seed: best match of the reference's top concept
     planted_found: list[bool] | None = None  # per seed (reference first); None without ground truth
     planted_overlap: list[float | None] | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GenreStability":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass
