@@ -149,8 +149,10 @@ def test_extraction_follows_the_file_contract(tiny_run):
     stages = [tuple(s) for s in stages]
     from whypop.ace.extractor import GENRE_STEPS, RANDOM_STEPS, SUMMARY_STEP
 
-    steps = {step for _, step, _ in stages}
+    steps = {step for stage, step, _ in stages if stage == "extract"}
     assert steps <= {*RANDOM_STEPS, *GENRE_STEPS, SUMMARY_STEP}  # every step is a declared one
+    # then the deletion tests on held-out songs (extract.evaluate, on by default), as their own stage
+    assert {stage for stage, _, _ in stages} <= {"extract", "evaluate"}
     assert steps >= {*GENRE_STEPS, SUMMARY_STEP}  # (random patches only with extract.random_kind = "patches")
     assert ("extract", "random activations", None) in stages and ("extract", "CAVs", "Alpha") in stages
     assert ("extract", "summary", None) in stages

@@ -83,7 +83,7 @@ def test_prepare_records_a_track_that_kills_its_worker(tmp_path, audio_fixtures,
     assert not [t for t in tracks if t.status == "pending"]
     failed = {t.track_id: t.error for t in tracks if t.status == "failed"}
     assert len(failed) == 1 and list(failed.values()) == ["worker crashed: signal 9 (SIGKILL)"], failed
-    assert counts["ok"] == len(tracks) - 1, (victim, counts)
+    assert counts.ok == len(tracks) - 1, (victim, counts)
 
 
 @pytest.mark.slow

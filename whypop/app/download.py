@@ -112,11 +112,11 @@ def register(app, ctx: AppContext, manager) -> None:
     inputs = (Input(ids.report("start"), "n_clicks"), State(ids.links("extraction"), "data"))
     if manager is not None:  # a job: with the clips, unless the run is read-only
         @app.callback(
-            *outputs, *inputs, background=True, manager=manager, prevent_initial_call=True,
-            progress=[Output(ids.report("progress"), "children")],
+            *outputs, *inputs, State(ids.links("page"), "data"), background=True, manager=manager,
+            prevent_initial_call=True, progress=[Output(ids.report("progress"), "children")],
             running=[(Output(ids.report("start"), "disabled"), True, False)],
         )
-        def start(set_progress, n_clicks, extraction_id):
+        def start(set_progress, n_clicks, extraction_id, _page):  # the page token only keys Dash's result
             if not n_clicks:
                 return no_update, no_update
             return build(run_root, read_only, extraction_id, set_progress, audio=not read_only)

@@ -514,9 +514,9 @@ def register(app, ctx: AppContext, manager, allowed: bool, cache: bool) -> None:
     progress_outputs = [Output(ids.song("progress"), "value"), Output(ids.song("stage"), "children"),
                         Output(ids.song("progress"), "className")]
     if manager is not None:
-        @app.callback(*outputs, Input(ids.song("request"), "data"), background=True, manager=manager,
-                      progress=progress_outputs, prevent_initial_call=True)
-        def explain_job(set_progress, req):
+        @app.callback(*outputs, Input(ids.song("request"), "data"), State(ids.links("page"), "data"),
+                      background=True, manager=manager, progress=progress_outputs, prevent_initial_call=True)
+        def explain_job(set_progress, req, _page):  # the page token only makes Dash's result key unique
             return body(set_progress, req)
     else:  # no job manager (a read-only dashboard without uploads): explain in the request
         @app.callback(*outputs, Input(ids.song("request"), "data"), prevent_initial_call=True)

@@ -10,6 +10,8 @@ similarity lists shipped once per extraction.
 
 from __future__ import annotations
 
+import uuid
+
 import functools
 from dataclasses import dataclass, replace
 from typing import Any
@@ -133,6 +135,10 @@ def layout(ctx: AppContext) -> list:
         dcc.Store(id=ids.links("similar")),  # {"similar": {cid: [cid...]}, "cluster": {cid: k}}
         dcc.Store(id=ids.links("seek")),  # written by the clientside seek (a no-op sink)
         dcc.Store(id=ids.links("jobs-done")),  # id of an extraction a job just completed
+        # one token per page load, passed to every background callback: Dash keys a background
+        # callback's progress and result by its arguments, so two tabs sending the same request
+        # would otherwise share (and steal each other's) progress and result
+        dcc.Store(id=ids.links("page"), data=uuid.uuid4().hex),
     ]
 
 

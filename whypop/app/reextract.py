@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -144,10 +143,6 @@ def layout(ctx: AppContext) -> list:
                 html.Div(id=ids.jobs("stage"), className="small text-muted mt-1"),
                 dbc.Progress(id=ids.jobs("progress"), value=0, max=100, className="mt-1", style={"height": "1.1rem"}),
                 html.Div(id=ids.jobs("result"), className="small mt-1"),
-                # one token per page load, passed to the job callback: Dash keys a background
-                # callback's progress and result by its arguments, so two tabs sending the same
-                # form would otherwise share (and steal each other's) progress and result
-                dcc.Store(id=ids.jobs("page"), data=uuid.uuid4().hex),
             ], className="pt-2"),
         ], id=ids.jobs("details"))),
     ], className="mb-3 whypop-jobs")]
@@ -174,7 +169,7 @@ def register(app, ctx: AppContext, manager) -> None:
         Output(ids.links("jobs-done"), "data"),
         Input(ids.jobs("start"), "n_clicks"),
         *form_states,
-        State(ids.jobs("page"), "data"),
+        State(ids.links("page"), "data"),
         background=True,
         manager=manager,
         progress=[Output(ids.jobs("progress"), "value"), Output(ids.jobs("stage"), "children")],
