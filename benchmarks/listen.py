@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from whypop.audio import decode, encode_png, spectrogram_from_samples  # noqa: E402
+from whypop.audio import encode_png, spectrogram_from_samples  # noqa: E402
+from whypop.decoding import decode  # noqa: E402
 from whypop.config import Config  # noqa: E402
 from whypop.listen import Listener  # noqa: E402
 from whypop.results import save_masks  # noqa: E402

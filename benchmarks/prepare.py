@@ -77,7 +77,7 @@ def make_fma_like(clips: list[Path], out_dir: Path, seconds: float = 30.0, sr: i
     """30 s stereo 44.1 kHz MP3 versions of the clips (as FMA's)."""
     import soundfile as sf
 
-    from whypop.audio import decode, resample
+    from whypop.decoding import decode, resample
 
     out = []
     for i, path in enumerate(clips):
@@ -128,11 +128,11 @@ def decode_fft(path: Path, cfg) -> None:
     """
     import torch
 
-    from whypop import audio
+    from whypop import audio, decoding
 
-    d = audio.decode(path, cfg.duration)
+    d = decoding.decode(path, cfg.duration)
     grid = audio._grid(d.sample_rate, cfg)
-    x = torch.from_numpy(audio.resample(d.samples, d.sample_rate, grid.rate))
+    x = torch.from_numpy(decoding.resample(d.samples, d.sample_rate, grid.rate))
     frames = x.unfold(0, grid.n_fft, grid.hop)
     for i in range(0, frames.shape[0], audio._CHUNK):
         torch.fft.rfft(frames[i : i + audio._CHUNK], dim=1)
@@ -151,7 +151,7 @@ def profile_whypop(clips: list[Path], cfg, repeat: int = 3) -> dict[str, float]:
 
     Uses audio.py's internals in the order spectrogram_from_samples calls them.
     """
-    from whypop import audio
+    from whypop import audio, decoding
 
     names = ("decode", "resample", "stft_mel_log", "floor_resize", "png")
     total = dict.fromkeys(names, 0.0)
@@ -159,10 +159,10 @@ def profile_whypop(clips: list[Path], cfg, repeat: int = 3) -> dict[str, float]:
         best = dict.fromkeys(names, float("inf"))
         for _ in range(repeat):
             t = [time.perf_counter()]
-            d = audio.decode(path, cfg.duration)
+            d = decoding.decode(path, cfg.duration)
             t.append(time.perf_counter())
             grid = audio._grid(d.sample_rate, cfg)
-            samples = audio.resample(d.samples, d.sample_rate, grid.rate)
+            samples = decoding.resample(d.samples, d.sample_rate, grid.rate)
             t.append(time.perf_counter())
             n_target = int(round(cfg.duration * cfg.sample_rate))
             n_total = int(round(cfg.duration * grid.rate))

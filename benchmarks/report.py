@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from whypop.app.report import build_report, plotly_js  # noqa: E402
-from whypop.audio import decode, downmix, encode_png, spectrogram_from_samples  # noqa: E402
+from whypop.audio import encode_png, spectrogram_from_samples  # noqa: E402
+from whypop.decoding import decode, downmix  # noqa: E402
 from whypop.config import load_config  # noqa: E402
 from whypop.features import AUDIO_FEATURES  # noqa: E402
 from whypop.results import save_arrays, save_masks  # noqa: E402

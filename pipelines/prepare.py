@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from whypop import audio, jitcache
+from whypop import audio, decoding, jitcache
 from whypop.collection import summarize
 from whypop.config import Config, Layout, choices
 from whypop.datasets import Collection, read_fma, read_folders, settle_splits
@@ -66,7 +66,7 @@ def prepare_one(track_id: str, path: str, cfg: Config) -> PrepareResult:
     """Decode one file and build its spectrogram and features; errors become a reason."""
     start = time.perf_counter()
     try:
-        decoded = audio.decode(path, max_seconds=cfg.audio.duration)
+        decoded = decoding.decode(path, max_seconds=cfg.audio.duration)
         if decoded.duration < 0.05:
             raise InputError(f"audio too short to use ({decoded.duration * 1000:.0f} ms)")
         image = audio.spectrogram_from_samples(decoded.samples, decoded.sample_rate, cfg.audio)

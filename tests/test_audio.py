@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from whypop import audio
+from whypop import audio, decoding
 from whypop.config import AudioConfig
 from whypop.errors import InputError
 
@@ -63,7 +63,7 @@ def test_channels_are_averaged(tmp_path):
     x = _tone(44100, 1.0)
     path = tmp_path / "opposite.wav"
     sf.write(path, np.stack([x, -x, 0.5 * x, 0.5 * x], axis=1), 44100, subtype="FLOAT")
-    decoded = audio.decode(path)
+    decoded = decoding.decode(path)
     np.testing.assert_allclose(decoded.samples, 0.25 * x, atol=1e-6)
 
 
@@ -71,7 +71,7 @@ def test_stereo_downmix_is_the_exact_mean():
     data = _tone(44100, 2.0, channels=2)
     data[::7] *= 1e-3  # a wide range of magnitudes
     expected = (data[:, 0] + data[:, 1]) * np.float32(0.5)
-    assert np.array_equal(audio.downmix(data), expected)
+    assert np.array_equal(decoding.downmix(data), expected)
 
 
 def test_real_ogg_fixture_mono_22k(audio_fixtures):
@@ -90,7 +90,7 @@ def test_real_mp3_fixture_stereo_44k(audio_fixtures):
 def test_longer_than_30s_is_trimmed_to_the_first_30s(audio_fixtures, tmp_path):
     long_clip = audio_fixtures / "librosa-data" / "Karissa_Hobbs_-_Lets_Go_Fishin.ogg"
     assert sf.info(str(long_clip)).duration > 100
-    decoded = audio.decode(long_clip, max_seconds=30)
+    decoded = decoding.decode(long_clip, max_seconds=30)
     assert decoded.samples.shape[0] == 30 * decoded.sample_rate and decoded.duration == 30.0
     # what comes after 30 s does not change the image
     sr = 22050
@@ -254,7 +254,7 @@ def test_padding_shortcut_equals_padding_first():
     """Frames wholly in the silent padding are skipped; the result is the same."""
     x = _tone(44100, 2.0)
     fast = audio.spectrogram_from_samples(x, 44100, CFG)
-    padded = audio.fix_length(x, int(CFG.duration * CFG.sample_rate))
+    padded = decoding.fix_length(x, int(CFG.duration * CFG.sample_rate))
     slow = audio.to_image(audio.power_to_unit(audio.mel_power(padded, CFG), CFG.top_db), SIZE)
     assert np.abs(fast.astype(int) - slow).max() <= 1
 
@@ -283,7 +283,7 @@ def test_fast_image_equals_the_steps_in_sequence(seconds):
     x = _tone(44100, seconds, hz=3000.0)
     x[: x.size // 3] *= 1e-3  # a quiet start: much of it below the -80 dB floor
     fast = audio.spectrogram_from_samples(x, 44100, CFG)
-    padded = audio.fix_length(x, int(CFG.duration * CFG.sample_rate))
+    padded = decoding.fix_length(x, int(CFG.duration * CFG.sample_rate))
     slow = audio.to_image(audio.power_to_unit(audio.mel_power(padded, CFG), CFG.top_db), SIZE)
     diff = np.abs(fast.astype(int) - slow)
     assert diff.max() <= 1 and diff.mean() < 0.01
@@ -291,10 +291,10 @@ def test_fast_image_equals_the_steps_in_sequence(seconds):
 
 def test_22khz_sources_match_resampling_first(audio_fixtures):
     """22.05 kHz clips skip the upsampling; the image stays within a few grey levels."""
-    decoded = audio.decode(audio_fixtures / "librosa-data" / "Kevin_MacLeod_-_Vibe_Ace.ogg", max_seconds=30)
+    decoded = decoding.decode(audio_fixtures / "librosa-data" / "Kevin_MacLeod_-_Vibe_Ace.ogg", max_seconds=30)
     assert decoded.sample_rate == 22050
     native = audio.spectrogram_from_samples(decoded.samples, 22050, CFG)
-    up = audio.resample(decoded.samples, 22050, 44100)
+    up = decoding.resample(decoded.samples, 22050, 44100)
     reference = audio.spectrogram_from_samples(up, 44100, CFG)
     diff = np.abs(native.astype(int) - reference)
     assert diff.max() <= 6 and diff.mean() < 0.05

@@ -1,9 +1,9 @@
-"""Audio to image: decode, mono, resample, fix length, mel spectrogram, dB, resize.
+"""Samples to image: mel spectrogram, dB, resize (decoding is :mod:`whypop.decoding`,
+the pixel <-> seconds/Hz map :mod:`whypop.geometry`).
 
 One function per step, and :func:`spectrogram_image` chaining them with the thesis
 settings (44.1 kHz, first 30 s, n_fft 1024, hop 512, 128 slaney mel bands, dB over an
 80 dB range, 224x224 uint8, low frequencies at the bottom, time left to right).
-Decoding uses soundfile (libsndfile: wav, flac, ogg, mp3, au, aiff), so no FFmpeg.
 
 :func:`spectrogram_from_samples` is the fast path used by preparation: it computes the
 same image as the steps in sequence (to float32 rounding; 22.05 kHz sources to within a
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from whypop.config import AudioConfig
-from whypop.errors import InputError
+from whypop.decoding import Decoded, decode, repeat_to, resample
 from whypop.geometry import fmax_hz
 
 if TYPE_CHECKING:
@@ -33,97 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".mp3", ".ogg", ".oga", ".flac", ".wav", ".wave", ".au", ".snd", ".aiff", ".aif", ".aifc")
 _SILENCE_POWER = 1e-10  # mel power below which a clip counts as silent
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """Mono float32 samples in [-1, 1] and what the source file was."""
-
-    samples: np.ndarray
-    sample_rate: int  # Hz of the source
-    channels: int  # of the source
-    duration: float  # seconds decoded (before padding)
-
-
-def decode(path: str | Path, max_seconds: float | None = None) -> Decoded:
-    """Decode an audio file to mono float32, reading at most ``max_seconds``.
-
-    Raises InputError with a one-line reason for anything unreadable or empty.
-    """
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"audio file missing: {path}")
-    if path.stat().st_size == 0:
-        raise InputError("empty file (0 bytes)")
-    try:
-        with sf.SoundFile(str(path)) as fh:
-            sr, channels = int(fh.samplerate), int(fh.channels)
-            frames = -1 if max_seconds is None else int(math.ceil(max_seconds * sr))
-            data = fh.read(frames=frames, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:
-        text = _short(exc)
-        if "does not exist" in text or "Format not recognised" in text or "unknown format" in text.lower():
-            text = f"not a recognised audio format, or corrupt ({path.suffix or 'no extension'})"
-        raise InputError(f"cannot decode audio: {text}") from None
-    if data.shape[0] == 0:
-        raise InputError("no audio samples in file")
-    mono = downmix(data)
-    with np.errstate(over="ignore"):
-        if not np.isfinite(np.dot(mono, mono)):  # NaN or inf, or float samples so large their power overflows
-            mono = np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
-            if not np.isfinite(np.dot(mono, mono)):  # the image is relative to its peak: scale changes nothing
-                mono *= np.float32(1.0) / np.abs(mono).max()
-    return Decoded(mono, sr, channels, mono.shape[0] / sr)
-
-
-def downmix(data: np.ndarray) -> np.ndarray:
-    """(frames, channels) -> mono float32, the mean of the channels.
-
-    A loop over channel columns: ``data.mean(axis=1)`` is about 20x slower on
-    interleaved audio (20 ms for 30 s of stereo, half an mp3 decode).
-    """
-    channels = data.shape[1]
-    if channels == 1:
-        return np.ascontiguousarray(data[:, 0], dtype=np.float32)
-    if channels == 2 and data.dtype == np.float32:
-        # a * 0.5 + b * 0.5 is (a + b) * 0.5 bit for bit (halving is exact), in one BLAS
-        # pass instead of three: 0.57 ms instead of 1.07 ms for 30 s at 44.1 kHz
-        return data @ np.full(2, 0.5, dtype=np.float32)
-    mono = np.array(data[:, 0], dtype=np.float32)
-    for c in range(1, channels):
-        mono += data[:, c]
-    mono *= np.float32(1.0 / channels)
-    return mono
-
-
-def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Band-limited resampling (libsoxr, high quality)."""
-    if orig_sr == target_sr:
-        return samples
-    import soxr
-
-    return soxr.resample(samples, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
-
-
-def repeat_to(samples: np.ndarray, n: int) -> np.ndarray:
-    """Loop a clip shorter than ``n`` samples until it fills them (``audio.pad = "repeat"``)."""
-    if samples.shape[0] >= n or samples.shape[0] == 0:
-        return samples
-    return np.resize(np.asarray(samples, dtype=np.float32), n)
-
-
-def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
-    """Pad with silence or keep the first ``n`` samples."""
-    if samples.shape[0] >= n:
-        return samples[:n]
-    out = np.zeros(n, dtype=np.float32)
-    out[: samples.shape[0]] = samples
-    return out
-
 
 @functools.lru_cache(maxsize=8)
 def _mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmax: float | None = None) -> np.ndarray:
@@ -592,19 +502,9 @@ def spectrogram_image(path: str | Path, cfg: AudioConfig) -> tuple[np.ndarray, D
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """uint8 (H, W) -> PNG bytes (grayscale).
-
-    zlib level 1: on the fixture spectrograms 0.87 ms and 17.6 KiB an image, against
-    1.07 ms and 17.4 KiB at level 3 and 2.1 ms and 15.5 KiB at 6 (level 0, stored, is
-    0.4 ms but 49 KiB).
-    """
+    """uint8 (H, W) -> PNG bytes (grayscale), zlib level 1 (the level's cost and size: docs/measurements.md)."""
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(image, mode="L").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from whypop.audio import AUDIO_EXTENSIONS
+from whypop.decoding import AUDIO_EXTENSIONS
 from whypop.config import DatasetConfig
 from whypop.errors import InputError
 from whypop.features import read_echonest

@@ -34,7 +34,7 @@ from typing import Callable, ContextManager
 
 import numpy as np
 
-from whypop.audio import decode
+from whypop.decoding import decode
 from whypop.config import AudioConfig
 from whypop.datasets import audio_file_problem
 from whypop.geometry import mask_region
