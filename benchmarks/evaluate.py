@@ -1,7 +1,7 @@
 """Time of the deletion and insertion tests of one extraction, against their floor.
 
 Setting: a copy of a complete run (default: the demo run, ``WHYPOP_TEST_DEMO_RUN`` or
-``/work/demo-run``; ``--run DIR`` for another), its latest extraction, the configured
+``runs/demo``, as ``whypop demo`` builds it; ``--run DIR`` for another), its latest extraction, the configured
 ``extract.evaluate_*`` settings. Timed: ``pipelines.evaluate.run`` whole (concept bank,
 placement of the concepts in every held-out song, the edited images, their forward
 passes, the summaries, the file written).
@@ -48,7 +48,7 @@ def main() -> int:
     from whypop.store import RunStore
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", default=os.environ.get("WHYPOP_TEST_DEMO_RUN", "/work/demo-run"))
+    ap.add_argument("--run", default=os.environ.get("WHYPOP_TEST_DEMO_RUN", "runs/demo"))
     ap.add_argument("--draws", type=int, default=None, help="extract.evaluate_draws (default: the run's)")
     args = ap.parse_args()
 
