@@ -113,3 +113,15 @@ def test_bad_override_is_a_one_line_error(tmp_path):
     assert proc.returncode == 1
     assert "unknown key 'epoch'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists(), "a bad setting creates no run"
+
+
+def test_log_lines_show_control_characters_from_file_names():
+    import logging
+
+    from whypop.cli import VisibleFormatter
+
+    record = logging.LogRecord("pipelines.prepare", logging.WARNING, __file__, 1,
+                               "track %s failed: %s", ("rock/\x1b]0;pwned\x07.wav", "cannot decode"), None)
+    line = VisibleFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert "\x1b" not in line and "\x07" not in line
+    assert "rock/\\x1b]0;pwned\\x07.wav" in line

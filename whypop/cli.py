@@ -57,15 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class VisibleFormatter(logging.Formatter):
+    """Log lines with control characters from file names shown as escapes, not obeyed by the terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), keep_newlines=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_environment()
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(VisibleFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
