@@ -133,6 +133,7 @@ def explanation_area() -> list:
         html.Div(id=ids.song("stage"), className="small text-muted"),
         dbc.Progress(id=ids.song("progress"), value=0, max=100, className="mt-1 d-none", style={"height": "0.9rem"}),
         dcc.Store(id=ids.song("request")),
+        dcc.Store(id=ids.song("job")),  # the requests that need work: what the (background) explanation takes
         html.Div(id=ids.song("explanation"), className="mt-2"),
     ]
 
@@ -513,12 +514,18 @@ def register(app, ctx: AppContext, manager, allowed: bool, cache: bool) -> None:
 
     progress_outputs = [Output(ids.song("progress"), "value"), Output(ids.song("stage"), "children"),
                         Output(ids.song("progress"), "className")]
+    @app.callback(Output(ids.song("job"), "data"), Input(ids.song("request"), "data"), prevent_initial_call=True)
+    def gate(raw):
+        # panel 5 clears the request with every discovery song it shows: only a request for a song
+        # (a track or an upload) becomes a job, so clearing never starts (forks) a background job
+        return raw if isinstance(raw, dict) and raw.get("kind") in ("track", "upload") else no_update
+
     if manager is not None:
-        @app.callback(*outputs, Input(ids.song("request"), "data"), State(ids.links("page"), "data"),
+        @app.callback(*outputs, Input(ids.song("job"), "data"), State(ids.links("page"), "data"),
                       background=True, manager=manager, progress=progress_outputs, prevent_initial_call=True)
         def explain_job(set_progress, req, _page):  # the page token only makes Dash's result key unique
             return body(set_progress, req)
     else:  # no job manager (a read-only dashboard without uploads): explain in the request
-        @app.callback(*outputs, Input(ids.song("request"), "data"), prevent_initial_call=True)
+        @app.callback(*outputs, Input(ids.song("job"), "data"), prevent_initial_call=True)
         def explain_now(req):
             return body(lambda _v: None, req)
