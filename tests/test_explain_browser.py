@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 from servers import ThreadServer, chromium  # noqa: F401 (chromium: fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -102,27 +101,6 @@ def test_upload_a_corrupt_file_and_see_the_message(served, page, tmp_path):
     assert not page.errors, page.errors
 
 
-def _search_picker(page, text: str, expect: str):
-    """Type ``text`` into panel 5's picker and return the option ``expect``.
-
-    The dropdown is loaded asynchronously: a click before it is interactive opens nothing
-    and the typing goes nowhere, so the search is typed again (replacing what is there)
-    until the option shows or the time is up.
-    """
-    page.wait_for_selector(PICKER, timeout=TIMEOUT_MS)
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while True:
-        page.click(PICKER)
-        page.keyboard.press("Control+A")
-        page.keyboard.type(text)
-        try:
-            return page.wait_for_selector(expect, timeout=10_000)
-        except PlaywrightTimeout:
-            if time.monotonic() > deadline:
-                raise
-            page.keyboard.press("Escape")
-
-
 def test_explain_a_non_discovery_track_from_the_picker(served, page):
     from whypop.store import RunStore
 
@@ -132,7 +110,10 @@ def test_explain_a_non_discovery_track_from_the_picker(served, page):
     used = {t for g in ex["summary"]["genres"].values() for t in g["discovery"]}
     track = next(t for t in store.tracks(status="ok") if t.track_id not in used and t.genre == "Pluck")
     page.goto(url + "?" + urllib.parse.urlencode({"extraction": ex["extraction_id"]}))
-    option = _search_picker(page, track.track_id, f"text={track.track_id} (Pluck)")
+    page.wait_for_selector(PICKER, timeout=TIMEOUT_MS)
+    page.click(PICKER)
+    page.keyboard.type(track.track_id)
+    option = page.wait_for_selector(f"text={track.track_id} (Pluck)", timeout=TIMEOUT_MS)
     option.click()
     page.wait_for_selector(".whypop-explained", timeout=TIMEOUT_MS)
     caption = page.inner_text("[id='{\"part\":\"caption\",\"whypop\":\"song\"}']")
