@@ -101,6 +101,9 @@ def test_upload_a_corrupt_file_and_see_the_message(served, page, tmp_path):
     assert not page.errors, page.errors
 
 
+# Known flaky (about one run in three here): the typed search sometimes never reaches the
+# asynchronously loaded Dash 4 dropdown. The test is rerun, never loosened.
+@pytest.mark.flaky(reruns=2)
 def test_explain_a_non_discovery_track_from_the_picker(served, page):
     from whypop.store import RunStore
 
